@@ -1,0 +1,53 @@
+namespace MLNet.ImageTransfer.Models;
+
+/// <summary>
+/// The registry of named variants (timm's model registry, torchvision's builders): the only place where the published
+/// configurations of each architecture are written down.
+/// </summary>
+public static class Architectures
+{
+    const int M = VggConfig.MaxPool;
+
+    static readonly Dictionary<string, ArchitectureConfig> Registry = new(StringComparer.OrdinalIgnoreCase)
+    {
+        ["densenet121"] = new DenseNetConfig(32, [6, 12, 24, 16], 64),
+        ["densenet161"] = new DenseNetConfig(48, [6, 12, 36, 24], 96),
+        ["densenet169"] = new DenseNetConfig(32, [6, 12, 32, 32], 64),
+        ["densenet201"] = new DenseNetConfig(32, [6, 12, 48, 32], 64),
+
+        ["resnet18"] = new ResNetConfig(ResNetBlock.Basic, [2, 2, 2, 2]),
+        ["resnet34"] = new ResNetConfig(ResNetBlock.Basic, [3, 4, 6, 3]),
+        ["resnet50"] = new ResNetConfig(ResNetBlock.Bottleneck, [3, 4, 6, 3]),
+        ["resnet101"] = new ResNetConfig(ResNetBlock.Bottleneck, [3, 4, 23, 3]),
+        ["resnet152"] = new ResNetConfig(ResNetBlock.Bottleneck, [3, 8, 36, 3]),
+
+        // torchvision's cfgs "A", "B", "D", "E".
+        ["vgg11"] = new VggConfig([64, M, 128, M, 256, 256, M, 512, 512, M, 512, 512, M], false),
+        ["vgg13"] = new VggConfig([64, 64, M, 128, 128, M, 256, 256, M, 512, 512, M, 512, 512, M], false),
+        ["vgg16"] = new VggConfig([64, 64, M, 128, 128, M, 256, 256, 256, M, 512, 512, 512, M, 512, 512, 512, M], false),
+        ["vgg19"] = new VggConfig([64, 64, M, 128, 128, M, 256, 256, 256, 256, M, 512, 512, 512, 512, M, 512, 512, 512, 512, M], false),
+    };
+
+    static Architectures()
+    {
+        foreach (var name in new[] { "vgg11", "vgg13", "vgg16", "vgg19" })
+            Registry[name + "_bn"] = ((VggConfig)Registry[name]) with { BatchNorm = true };
+    }
+
+    /// <summary>All registered names, e.g. densenet121, resnet50, vgg16_bn.</summary>
+    public static IReadOnlyCollection<string> Names => Registry.Keys.OrderBy(n => n, StringComparer.Ordinal).ToArray();
+
+    /// <summary>The configuration of a named architecture.</summary>
+    /// <exception cref="ArgumentException">The name is unknown; the message lists the known names.</exception>
+    public static ArchitectureConfig Get(string name)
+        => Registry.TryGetValue(name ?? "", out var config)
+            ? config
+            : throw new ArgumentException($"Unknown architecture '{name}'. Known: {string.Join(", ", Names)}.", nameof(name));
+
+    /// <summary>The registered name of a configuration, or null for a custom one.</summary>
+    public static string? NameOf(ArchitectureConfig config)
+        => Registry.Where(kv => kv.Value.Equals(config)).Select(kv => kv.Key).OrderBy(n => n, StringComparer.Ordinal).FirstOrDefault();
+
+    /// <summary>Builds a named architecture with a freshly initialised classifier for K classes.</summary>
+    public static ImageClassifierModel Create(string name, int numClasses, HeadSpec? head = null) => Get(name).Build(numClasses, head);
+}
