@@ -1,0 +1,38 @@
+using MLNet.ImageTransfer.Training;
+using Spectre.Console;
+
+namespace MLNet.ImageTransfer.Cli.Commands;
+
+/// <summary>Keras-style progress: a live bar per epoch (Spectre.Console) or plain lines with --quiet / redirected output.</summary>
+internal static class TrainingDisplay
+{
+    public static T Run<T>(TrainingOptions options, bool quiet, Func<T> train)
+    {
+        if (quiet || Console.IsOutputRedirected || !AnsiConsole.Profile.Capabilities.Interactive)
+        {
+            options.EpochCompleted = e => Console.WriteLine(e.ToString());
+            return train();
+        }
+        T result = default!;
+        AnsiConsole.Progress()
+            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn())
+            .Start(ctx =>
+            {
+                ProgressTask? task = null;
+                options.StepCompleted = s =>
+                {
+                    task ??= ctx.AddTask($"Epoch {s.Epoch}/{s.Epochs}", maxValue: s.Steps);
+                    task.Value = s.Step;
+                    task.Description = $"Epoch {s.Epoch}/{s.Epochs} loss {s.Loss:F4} acc {s.Accuracy:F3}";
+                };
+                options.EpochCompleted = e =>
+                {
+                    task?.StopTask();
+                    task = null;
+                    AnsiConsole.MarkupLine(Markup.Escape(e.ToString()));
+                };
+                result = train();
+            });
+        return result;
+    }
+}

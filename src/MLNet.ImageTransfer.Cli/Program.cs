@@ -1,0 +1,11 @@
+using System.CommandLine;
+using MLNet.ImageTransfer.Cli.Commands;
+
+var root = new RootCommand("MLNet.ImageTransfer: DenseNet, ResNet and VGG transfer learning in ML.NET pipelines.")
+{
+    DemoCommand.Create(),
+    TrainCommand.Create(),
+    EvaluateCommand.Create(),
+    PredictCommand.Create(),
+};
+return await root.Parse(args).InvokeAsync();

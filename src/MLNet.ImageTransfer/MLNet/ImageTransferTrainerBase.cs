@@ -1,0 +1,120 @@
+using Microsoft.ML;
+using Microsoft.ML.Runtime;
+using Microsoft.ML.Data;
+using MLNet.ImageTransfer.Data;
+using MLNet.ImageTransfer.Engine;
+using MLNet.ImageTransfer.MLNet.DataViews;
+using Microsoft.ML.Transforms.Image;
+using MLNet.ImageTransfer.Models;
+using MLNet.ImageTransfer.Training;
+using MLNet.ImageTransfer.Weights;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace MLNet.ImageTransfer;
+
+/// <summary>
+/// The estimator behind every family's trainer: reads the image and key label columns, trains the network with
+/// <see cref="ClassifierTrainingLoop"/>, and returns an <see cref="ImageClassifierTransformer"/> that adds
+/// <c>Score</c> (class probabilities, slot names = class names) and <c>PredictedLabel</c> (key with class names).
+/// </summary>
+public abstract class ImageTransferTrainerBase<TOptions> : IEstimator<ImageClassifierTransformer>
+    where TOptions : ImageTransferTrainerOptions
+{
+    readonly IHost _host;
+
+    private protected ImageTransferTrainerBase(IHostEnvironment env, TOptions options, string name)
+    {
+        ArgumentNullException.ThrowIfNull(env);
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        _ = options.ResolveArchitecture(); // fail at construction for an unknown or wrong-family architecture
+        _host = env.Register(name);
+        TrainerOptions = options;
+        ImageTransferModelRegistration.EnsureRegistered(env);
+    }
+
+    /// <summary>The options this trainer was created with.</summary>
+    public TOptions TrainerOptions { get; }
+
+    /// <summary>The history of the last <see cref="Fit"/> (per-epoch losses and accuracies).</summary>
+    public TrainingHistory? LastHistory { get; private set; }
+
+    public SchemaShape GetOutputSchema(SchemaShape inputSchema)
+    {
+        var o = TrainerOptions;
+        if (Find(inputSchema, o.ImageColumnName) is not { } image)
+            throw new ArgumentException($"Input has no column '{o.ImageColumnName}'. Add ml.Transforms.LoadImages(\"{o.ImageColumnName}\", imageFolder, \"ImagePath\") before the trainer.");
+        if (image.ItemType is not ImageDataViewType || image.Kind != SchemaShape.Column.VectorKind.Scalar)
+            throw new ArgumentException($"Column '{o.ImageColumnName}' must hold images (from LoadImages), but is {image.ItemType}.");
+        if (Find(inputSchema, o.LabelColumnName) is not { } label)
+            throw new ArgumentException($"Input has no label column '{o.LabelColumnName}'.");
+        if (!label.IsKey)
+            throw new ArgumentException($"Label column '{o.LabelColumnName}' must be a key; add ml.Transforms.Conversion.MapValueToKey(\"{o.LabelColumnName}\") before the trainer.");
+        // A shape carries no key counts or class names (ML.NET's own SchemaShape.Create drops them too): any K describes
+        // the same shape; the real K and names are set at Fit.
+        var placeholders = new[] { "0", "1" };
+        return SchemaShapes.Append(inputSchema, ClassificationColumns.Create(placeholders, o.ScoreColumnName, o.PredictedLabelColumnName));
+    }
+
+    static SchemaShape.Column? Find(SchemaShape shape, string name)
+    {
+        foreach (var column in shape) if (column.Name == name) return column;
+        return null;
+    }
+
+    public ImageClassifierTransformer Fit(IDataView input)
+    {
+        var o = TrainerOptions;
+        GetOutputSchema(SchemaShapes.FromSchema(input.Schema));
+        var labelColumn = input.Schema[o.LabelColumnName];
+        var classNames = ClassSchema.ClassNames(labelColumn);
+        if (classNames.Length < 2) throw new InvalidOperationException($"Label column '{o.LabelColumnName}' has {classNames.Length} class(es); classification needs at least two.");
+
+        int seed = o.Seed ?? _host.Rand.Next();
+        torch.manual_seed(seed);
+        var device = ComputeDevice.Resolve(o.Device);
+        var preprocessing = o.ResolvePreprocessing();
+        var architecture = o.ResolveArchitecture();
+
+        using var train = ImageSetReader.Read(input, o.ImageColumnName, o.LabelColumnName, classNames, preprocessing, "training data");
+        LabeledImageSet? validation = null;
+        try
+        {
+            if (o.ValidationSet is not null)
+                validation = ImageSetReader.Read(o.ValidationSet, o.ImageColumnName, o.LabelColumnName, classNames, preprocessing, "validation set");
+            else if (o.ValidationFraction > 0)
+                validation = train.Extract(train.StratifiedSample(o.ValidationFraction, new Random(seed)));
+
+            var network = architecture.Build(classNames.Length, o.Head);
+            try
+            {
+                if (o.Weights is not null) PretrainedWeights.LoadInto(network, o.Weights);
+                network.to(device);
+                LastHistory = ClassifierTrainingLoop.Fit(network, train, validation, preprocessing, o, device, seed);
+            }
+            catch
+            {
+                network.Dispose();
+                throw;
+            }
+            var description = new ClassifierDescription
+            {
+                ArchitectureName = Architectures.NameOf(architecture),
+                Architecture = architecture,
+                Head = o.Head,
+                ClassNames = classNames,
+                Preprocessing = preprocessing,
+                InitialWeights = o.Weights is null ? null : Path.GetFileName(o.Weights),
+                History = LastHistory.Epochs,
+                KeptEpoch = LastHistory.KeptEpoch,
+            };
+            var fitted = new FittedClassifier(network, description, device);
+            return new ImageClassifierTransformer(_host, fitted, o.ImageColumnName, o.ScoreColumnName, o.PredictedLabelColumnName);
+        }
+        finally
+        {
+            validation?.Dispose();
+        }
+    }
+}

@@ -1,0 +1,70 @@
+using Microsoft.ML;
+using MLNet.ImageTransfer.Data;
+using MLNet.ImageTransfer.Models;
+using MLNet.ImageTransfer.Training;
+
+namespace MLNet.ImageTransfer;
+
+/// <summary>
+/// Options shared by the DenseNet, ResNet and VGG trainers: columns, data, and the training options of
+/// <see cref="TrainingOptions"/>. Defaults follow torchvision's fine-tuning recipe with Keras' Adam.
+/// </summary>
+public abstract class ImageTransferTrainerOptions : TrainingOptions
+{
+    /// <summary>Key-typed label column (use <c>MapValueToKey</c>). Default "Label".</summary>
+    public string LabelColumnName { get; set; } = "Label";
+
+    /// <summary>Image column produced by <c>LoadImages</c>. Default "Image".</summary>
+    public string ImageColumnName { get; set; } = "Image";
+
+    /// <summary>Output column of class probabilities. Default "Score".</summary>
+    public string ScoreColumnName { get; set; } = "Score";
+
+    /// <summary>Output key column of the most probable class. Default "PredictedLabel".</summary>
+    public string PredictedLabelColumnName { get; set; } = "PredictedLabel";
+
+    /// <summary>Side of the square network input. Default 224 (ignored when <see cref="Preprocessing"/> is set).</summary>
+    public int ImageSize { get; set; } = 224;
+
+    /// <summary>Image preprocessing; null uses torchvision's ImageNet preset at <see cref="ImageSize"/>.</summary>
+    public ImagePreprocessing? Preprocessing { get; set; }
+
+    /// <summary>Classifier head put on the backbone. Default: the architecture's own classifier with K outputs.</summary>
+    public HeadSpec Head { get; set; } = HeadSpec.Default;
+
+    /// <summary>
+    /// Pretrained weights to start from (a safetensors file with torchvision key names). The classifier is
+    /// re-initialised when its shape does not fit the number of classes. Null trains from scratch.
+    /// </summary>
+    public string? Weights { get; set; }
+
+    /// <summary>
+    /// Data to validate on after every epoch. It must hold the columns this trainer reads: the image column
+    /// (transform it with the same LoadImages as the training data) and the label, as text or as a key of the same classes.
+    /// </summary>
+    public IDataView? ValidationSet { get; set; }
+
+    /// <summary>Fraction of the training rows held out, stratified by class, for validation when <see cref="ValidationSet"/> is null. Default 0.</summary>
+    public double ValidationFraction { get; set; }
+
+    /// <summary>A custom configuration of this trainer's family instead of a named variant (e.g. a tiny network for tests).</summary>
+    public ArchitectureConfig? CustomArchitecture { get; set; }
+
+    /// <summary>The configuration to build: <see cref="CustomArchitecture"/> or the named variant.</summary>
+    internal abstract ArchitectureConfig ResolveArchitecture();
+
+    internal ImagePreprocessing ResolvePreprocessing() => Preprocessing ?? ImagePreprocessing.TorchVision(ImageSize);
+
+    public override void Validate()
+    {
+        base.Validate();
+        if (ValidationFraction is < 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(ValidationFraction), ValidationFraction, "Validation fraction must be in [0, 1).");
+        if (ValidationSet is not null && ValidationFraction > 0) throw new ArgumentException("Set either ValidationSet or ValidationFraction, not both.");
+        if (Weights is not null && !File.Exists(Weights)) throw new FileNotFoundException($"Pretrained weights file '{Weights}' does not exist.", Weights);
+        ResolvePreprocessing().Validate();
+        Head.Validate();
+    }
+
+    internal static T CustomOfFamily<T>(ArchitectureConfig? custom, string trainer) where T : ArchitectureConfig
+        => custom is null or T ? (T)custom! : throw new ArgumentException($"{trainer} needs a {typeof(T).Name} as CustomArchitecture, got {custom.GetType().Name}.");
+}

@@ -1,0 +1,129 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Microsoft.ML.Data;
+using MLNet.ImageTransfer.Data;
+using MLNet.ImageTransfer.Training;
+using MLNet.ImageTransfer.Weights;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace MLNet.ImageTransfer.Models;
+
+/// <summary>
+/// Everything a trained classifier is, saved as JSON next to its weights: the architecture it was built from, the
+/// classes, the preprocessing, and how it was trained. The loader rebuilds the network from this alone.
+/// </summary>
+public sealed record ClassifierDescription
+{
+    /// <summary>Version of this description's layout. Readers refuse versions newer than they know.</summary>
+    public int FormatVersion { get; init; } = CurrentFormatVersion;
+    public const int CurrentFormatVersion = 1;
+
+    /// <summary>Registered name (e.g. densenet121), or null for a custom configuration.</summary>
+    public string? ArchitectureName { get; init; }
+    public required ArchitectureConfig Architecture { get; init; }
+    public required HeadSpec Head { get; init; }
+    public required string[] ClassNames { get; init; }
+    public required ImagePreprocessing Preprocessing { get; init; }
+    /// <summary>File name of the pretrained weights training started from, if any.</summary>
+    public string? InitialWeights { get; init; }
+    /// <summary>Per-epoch history of the run that produced the weights.</summary>
+    public IReadOnlyList<EpochSummary>? History { get; init; }
+    public int? KeptEpoch { get; init; }
+
+    internal static readonly JsonSerializerOptions Json = new()
+    {
+        WriteIndented = true,
+        Converters = { new JsonStringEnumConverter() },
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+    };
+}
+
+/// <summary>
+/// A trained network with its class names and preprocessing: what ML.NET's transformer wraps, what the CLI predicts
+/// with, and what is saved inside the model .zip. Always in eval mode; safe to predict from several threads.
+/// </summary>
+public sealed class FittedClassifier : IDisposable
+{
+    public FittedClassifier(ImageClassifierModel network, ClassifierDescription description, Device? device = null)
+    {
+        if (description.ClassNames.Length != network.NumClasses)
+            throw new ArgumentException($"The network has {network.NumClasses} outputs but {description.ClassNames.Length} class names were given.");
+        Network = network;
+        Description = description;
+        Device = device ?? CPU;
+        Network.eval();
+    }
+
+    public ImageClassifierModel Network { get; }
+    public ClassifierDescription Description { get; }
+    public Device Device { get; }
+    public IReadOnlyList<string> ClassNames => Description.ClassNames;
+    public ImagePreprocessing Preprocessing => Description.Preprocessing;
+    public int NumClasses => Description.ClassNames.Length;
+
+    /// <summary>Class probabilities (softmax) for each image, in <see cref="ClassNames"/> order.</summary>
+    public float[][] PredictProbabilities(IReadOnlyList<MLImage> images)
+    {
+        if (images.Count == 0) return [];
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        var batch = stack(images.Select(i => ImageTensors.ToResizedBytes(i, Preprocessing)).ToArray());
+        var probabilities = nn.functional.softmax(Network.call(ImageTensors.Normalize(batch, Preprocessing, Device)), 1).cpu();
+        var flat = probabilities.data<float>().ToArray();
+        return Enumerable.Range(0, images.Count).Select(i => flat.AsSpan(i * NumClasses, NumClasses).ToArray()).ToArray();
+    }
+
+    /// <summary>Class probabilities for one image.</summary>
+    public float[] PredictProbabilities(MLImage image) => PredictProbabilities([image])[0];
+
+    /// <summary>Writes the description as JSON.</summary>
+    public void SaveDescription(Stream stream) => JsonSerializer.Serialize(stream, Description, ClassifierDescription.Json);
+
+    /// <summary>Writes the weights as safetensors, with torchvision's key names (readable by PyTorch/timm too).</summary>
+    public void SaveWeights(Stream stream)
+    {
+        var cpuState = Network.state_dict().Select(kv => (kv.Key, kv.Value.device_type == DeviceType.CPU ? kv.Value : kv.Value.cpu())).ToList();
+        SafeTensors.Write(stream, cpuState, new Dictionary<string, string> { ["format"] = "pt", ["producer"] = "MLNet.ImageTransfer" });
+    }
+
+    /// <summary>Reads and checks a description written by <see cref="Save"/>.</summary>
+    public static ClassifierDescription ReadDescription(Stream description, string? source = null)
+    {
+        ClassifierDescription? desc;
+        try
+        {
+            desc = JsonSerializer.Deserialize<ClassifierDescription>(description, ClassifierDescription.Json);
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"Model description{Where(source)} is not valid: {e.Message}", e);
+        }
+        if (desc is null) throw new InvalidDataException($"Model description{Where(source)} is empty.");
+        if (desc.FormatVersion > ClassifierDescription.CurrentFormatVersion || desc.FormatVersion < 1)
+            throw new InvalidDataException($"Model description{Where(source)} has format version {desc.FormatVersion}; this version of MLNet.ImageTransfer reads versions 1 to {ClassifierDescription.CurrentFormatVersion}. Upgrade the package to load it.");
+        return desc;
+    }
+
+    /// <summary>Rebuilds a classifier from its description and <see cref="Save"/>'s weights; they must match exactly.</summary>
+    public static FittedClassifier Load(ClassifierDescription description, Stream weights, Device? device = null, string? source = null)
+    {
+        var network = description.Architecture.Build(description.ClassNames.Length, description.Head);
+        try
+        {
+            using (var file = SafeTensors.Read(weights, source))
+                StateDictLoader.Load(network, file.Tensors, strict: true, source: source);
+            if (device is not null && device.type != DeviceType.CPU) network.to(device);
+            return new FittedClassifier(network, description, device);
+        }
+        catch
+        {
+            network.Dispose();
+            throw;
+        }
+    }
+
+    static string Where(string? source) => source is null ? "" : $" in '{source}'";
+
+    public void Dispose() => Network.Dispose();
+}

@@ -1,0 +1,86 @@
+namespace MLNet.ImageTransfer.Training;
+
+public enum OptimizerKind
+{
+    /// <summary>Adam (Keras' and most transfer-learning recipes' default).</summary>
+    Adam,
+    /// <summary>SGD with momentum (torchvision's reference recipe).</summary>
+    Sgd,
+}
+
+/// <summary>Which validation number decides the "best" epoch whose weights are kept.</summary>
+public enum BestModelMetric
+{
+    /// <summary>Keep the weights of the last epoch.</summary>
+    None,
+    /// <summary>Lowest validation loss (Keras ModelCheckpoint(monitor="val_loss", save_best_only=True), seed 000).</summary>
+    ValidationLoss,
+    /// <summary>Highest validation accuracy (seed 002).</summary>
+    ValidationAccuracy,
+}
+
+/// <summary>
+/// How the network is trained. Independent of ML.NET: the trainers' Options derive from this class, and the training
+/// loop reads nothing else.
+/// </summary>
+public class TrainingOptions
+{
+    /// <summary>Passes over the training set. Default 10.</summary>
+    public int Epochs { get; set; } = 10;
+
+    /// <summary>Images per optimisation step. Default 32.</summary>
+    public int BatchSize { get; set; } = 32;
+
+    /// <summary>Learning rate. Default 1e-3 (Adam's default).</summary>
+    public double LearningRate { get; set; } = 1e-3;
+
+    /// <summary>Optimiser. Default Adam.</summary>
+    public OptimizerKind Optimizer { get; set; } = OptimizerKind.Adam;
+
+    /// <summary>SGD momentum (ignored by Adam). Default 0.9.</summary>
+    public double Momentum { get; set; } = 0.9;
+
+    /// <summary>L2 weight decay. Default 0.</summary>
+    public double WeightDecay { get; set; }
+
+    /// <summary>
+    /// Epochs at the start during which the backbone is frozen and only the head trains (seed 000's advice: train the
+    /// new head first, then fine-tune everything). Default 0: everything trains from the first epoch.
+    /// </summary>
+    public int FrozenEpochs { get; set; }
+
+    /// <summary>
+    /// Learning rate once the backbone is unfrozen; null keeps <see cref="LearningRate"/>. Fine-tuning usually wants a
+    /// rate ~10× lower. The optimiser restarts at the switch, as Keras' recompile does.
+    /// </summary>
+    public double? FineTuneLearningRate { get; set; }
+
+    /// <summary>While the backbone is frozen, its BatchNorm layers use their running statistics (Keras semantics). Default true.</summary>
+    public bool FreezeBatchNormStatistics { get; set; } = true;
+
+    /// <summary>Which weights to keep at the end when a validation set exists. Default: lowest validation loss.</summary>
+    public BestModelMetric KeepBestBy { get; set; } = BestModelMetric.ValidationLoss;
+
+    /// <summary>Random seed for initialisation, shuffling and dropout; null takes one from the MLContext. Same seed, same data, CPU → same model.</summary>
+    public int? Seed { get; set; }
+
+    /// <summary>Compute device: <c>cpu</c>, <c>cuda</c> or <c>cuda:N</c> (CUDA needs the TorchSharp-cuda runtime package). Default cpu.</summary>
+    public string Device { get; set; } = "cpu";
+
+    /// <summary>Called after every epoch with its losses and accuracies (Keras' fit line).</summary>
+    public Action<EpochSummary>? EpochCompleted { get; set; }
+
+    /// <summary>Called after every optimisation step (for progress bars).</summary>
+    public Action<StepProgress>? StepCompleted { get; set; }
+
+    public virtual void Validate()
+    {
+        if (Epochs < 1) throw new ArgumentOutOfRangeException(nameof(Epochs), Epochs, "Epochs must be at least 1.");
+        if (BatchSize < 1) throw new ArgumentOutOfRangeException(nameof(BatchSize), BatchSize, "Batch size must be at least 1.");
+        if (!(LearningRate > 0) || double.IsInfinity(LearningRate)) throw new ArgumentOutOfRangeException(nameof(LearningRate), LearningRate, "Learning rate must be positive.");
+        if (FineTuneLearningRate is { } ft && !(ft > 0)) throw new ArgumentOutOfRangeException(nameof(FineTuneLearningRate), ft, "Fine-tune learning rate must be positive.");
+        if (Momentum is < 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(Momentum), Momentum, "Momentum must be in [0, 1).");
+        if (WeightDecay < 0) throw new ArgumentOutOfRangeException(nameof(WeightDecay), WeightDecay, "Weight decay cannot be negative.");
+        if (FrozenEpochs < 0 || FrozenEpochs > Epochs) throw new ArgumentOutOfRangeException(nameof(FrozenEpochs), FrozenEpochs, $"Frozen epochs must be between 0 and Epochs ({Epochs}).");
+    }
+}

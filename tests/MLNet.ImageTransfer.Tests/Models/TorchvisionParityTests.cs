@@ -1,0 +1,121 @@
+using System.Text.Json;
+using MLNet.ImageTransfer.Models;
+using MLNet.ImageTransfer.Weights;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace MLNet.ImageTransfer.Tests.Models;
+
+/// <summary>
+/// Our TorchSharp modules against torchvision itself: same weights, same input → the logits PyTorch computed
+/// (fixtures/generate_fixtures.py), in eval mode and in train mode (batch statistics, running-stat update).
+/// </summary>
+public class TorchvisionParityTests
+{
+    const double Tolerance = 1e-4;
+
+    public static TheoryData<string> TinyModels => new() { "densenet_tiny", "resnet_tiny_basic", "resnet_tiny_bottleneck", "vgg_tiny", "vgg_tiny_bn" };
+
+    static ArchitectureConfig ConfigFromFixture(string json)
+    {
+        using var doc = JsonDocument.Parse(json);
+        var c = doc.RootElement;
+        int[] Ints(string name) => c.GetProperty(name).EnumerateArray().Select(e => e.ValueKind == JsonValueKind.String ? VggConfig.MaxPool : e.GetInt32()).ToArray();
+        return c.GetProperty("family").GetString() switch
+        {
+            "densenet" => new DenseNetConfig(c.GetProperty("growth_rate").GetInt32(), Ints("block_config"), c.GetProperty("num_init_features").GetInt32(),
+                c.GetProperty("bn_size").GetInt32(), c.GetProperty("drop_rate").GetDouble()),
+            "resnet" => new ResNetConfig(c.GetProperty("block").GetString() == "basic" ? ResNetBlock.Basic : ResNetBlock.Bottleneck, Ints("layers"), c.GetProperty("base_width").GetInt32()),
+            "vgg" => new VggConfig(Ints("cfg"), c.GetProperty("batch_norm").GetBoolean(), c.GetProperty("classifier_hidden").GetInt32(), c.GetProperty("avgpool")[0].GetInt32()),
+            var f => throw new InvalidDataException($"unknown family {f}"),
+        };
+    }
+
+    static (ImageClassifierModel Model, SafeTensorsFile Io) Load(string name)
+    {
+        var io = SafeTensors.Read(Fixtures.Path_($"{name}.io.safetensors"));
+        var config = ConfigFromFixture(io.Metadata["config"]);
+        using var weights = SafeTensors.Read(Fixtures.Path_($"{name}.safetensors"));
+        int classes = (int)io.Tensors["logits_eval"].shape[1];
+        var model = config.Build(classes, HeadSpec.Default with { Dropout = 0 });
+        var report = StateDictLoader.Load(model, weights.Tensors, strict: true);
+        Assert.True(report.IsExact, report.Describe());
+        return (model, io);
+    }
+
+    static double MaxAbsDiff(Tensor a, Tensor b) => (a - b).abs().max().item<float>();
+
+    [Theory]
+    [MemberData(nameof(TinyModels))]
+    public void Eval_mode_logits_match_pytorch(string name)
+    {
+        var (model, io) = Load(name);
+        using (model) using (io)
+        {
+            model.eval();
+            using var _ = no_grad();
+            using var logits = model.call(io.Tensors["input"]);
+            Assert.InRange(MaxAbsDiff(logits, io.Tensors["logits_eval"]), 0, Tolerance);
+            // A non-square input exercises adaptive pooling and stride arithmetic.
+            using var rect = model.call(io.Tensors["input_rect"]);
+            Assert.InRange(MaxAbsDiff(rect, io.Tensors["logits_eval_rect"]), 0, Tolerance);
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(TinyModels))]
+    public void Train_mode_logits_and_batchnorm_running_stats_match_pytorch(string name)
+    {
+        var (model, io) = Load(name);
+        using (model) using (io)
+        {
+            model.train();
+            using var _ = no_grad();
+            using var logits = model.call(io.Tensors["input"]);
+            Assert.InRange(MaxAbsDiff(logits, io.Tensors["logits_train"]), 0, Tolerance);
+            if (io.Metadata.TryGetValue("bn_layer", out var bnName))
+            {
+                var state = model.state_dict();
+                Assert.InRange(MaxAbsDiff(state[bnName + ".running_mean"], io.Tensors["running_mean_after_train"]), 0, Tolerance);
+                Assert.InRange(MaxAbsDiff(state[bnName + ".running_var"], io.Tensors["running_var_after_train"]), 0, Tolerance);
+            }
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(TinyModels))]
+    public void Pooled_features_match_the_input_of_pytorchs_final_linear(string name)
+    {
+        var (model, io) = Load(name);
+        using (model) using (io)
+        {
+            if (name.StartsWith("vgg")) return; // VGG's final Linear sees the hidden layer, not pooled backbone features
+            model.eval();
+            using var _ = no_grad();
+            using var pooled = model.ForwardPooledFeatures(io.Tensors["input"]);
+            Assert.InRange(MaxAbsDiff(pooled, io.Tensors["pooled_eval"]), 0, Tolerance);
+        }
+    }
+
+    [Theory]
+    [InlineData("densenet121")]
+    [InlineData("resnet18")]
+    [InlineData("resnet50")]
+    [InlineData("vgg16")]
+    [InlineData("vgg16_bn")]
+    public void Full_size_state_dict_keys_and_shapes_equal_torchvision(string arch)
+    {
+        using var doc = JsonDocument.Parse(File.ReadAllText(Fixtures.Path_($"{arch}.keys.json")));
+        var expected = ReadKeyList(doc.RootElement);
+        using var model = Architectures.Create(arch, 1000);
+        var ours = model.state_dict().ToDictionary(kv => kv.Key, kv => string.Join(",", kv.Value.shape));
+        Assert.Equal(expected.Keys.OrderBy(k => k, StringComparer.Ordinal), ours.Keys.OrderBy(k => k, StringComparer.Ordinal));
+        foreach (var (key, shape) in expected) Assert.True(ours[key] == shape, $"{key}: ours [{ours[key]}] vs torchvision [{shape}]");
+    }
+
+    static Dictionary<string, string> ReadKeyList(JsonElement root)
+    {
+        var list = root.ValueKind == JsonValueKind.Array ? root : root.GetProperty("keys");
+        return list.EnumerateArray().ToDictionary(e => e[0].GetString()!, e => string.Join(",", e[1].EnumerateArray().Select(d => d.GetInt64())));
+    }
+}
