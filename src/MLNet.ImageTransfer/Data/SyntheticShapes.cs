@@ -41,15 +41,16 @@ public static class SyntheticShapes
         byte baseGray = (byte)random.Next(60, 200);
         for (int p = 0; p < size * size; p++)
         {
-            byte v = (byte)Math.Clamp(baseGray + random.Next(-40, 41), 0, 255);
+            byte v = (byte)Math.Clamp(baseGray + random.Next(-25, 26), 0, 255);
             pixels[4 * p] = v; pixels[4 * p + 1] = v; pixels[4 * p + 2] = v; pixels[4 * p + 3] = 255;
         }
         System.Runtime.InteropServices.Marshal.Copy(pixels, 0, bitmap.GetPixels(), pixels.Length);
 
         using var canvas = new SKCanvas(bitmap);
-        var color = SKColor.FromHsv(random.Next(0, 360), random.Next(60, 100), random.Next(70, 100));
+        // Keep the shape visible: dark shapes on light backgrounds, bright shapes on dark ones.
+        var color = SKColor.FromHsv(random.Next(0, 360), random.Next(50, 100), baseGray > 128 ? random.Next(15, 45) : random.Next(75, 100));
         using var paint = new SKPaint { Color = color, IsAntialias = true, Style = SKPaintStyle.Fill };
-        float radius = size * (0.18f + 0.14f * (float)random.NextDouble());
+        float radius = size * (0.22f + 0.14f * (float)random.NextDouble());
         float cx = radius + (float)random.NextDouble() * (size - 2 * radius);
         float cy = radius + (float)random.NextDouble() * (size - 2 * radius);
         canvas.Translate(cx, cy);

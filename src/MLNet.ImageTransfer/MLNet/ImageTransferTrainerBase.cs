@@ -72,7 +72,6 @@ public abstract class ImageTransferTrainerBase<TOptions> : IEstimator<ImageClass
         if (classNames.Length < 2) throw new InvalidOperationException($"Label column '{o.LabelColumnName}' has {classNames.Length} class(es); classification needs at least two.");
 
         int seed = o.Seed ?? _host.Rand.Next();
-        torch.manual_seed(seed);
         var device = ComputeDevice.Resolve(o.Device);
         var preprocessing = o.ResolvePreprocessing();
         var architecture = o.ResolveArchitecture();
@@ -86,7 +85,14 @@ public abstract class ImageTransferTrainerBase<TOptions> : IEstimator<ImageClass
             else if (o.ValidationFraction > 0)
                 validation = train.Extract(train.StratifiedSample(o.ValidationFraction, new Random(seed)));
 
-            var network = architecture.Build(classNames.Length, o.Head);
+            ImageClassifierModel network;
+            // Initialisation draws from TorchSharp's process-wide generator: seed and build as one step so that
+            // another trainer in the same process cannot interleave its draws.
+            lock (GlobalGenerator.Gate)
+            {
+                torch.manual_seed(seed);
+                network = architecture.Build(classNames.Length, o.Head);
+            }
             try
             {
                 if (o.Weights is not null) PretrainedWeights.LoadInto(network, o.Weights);

@@ -1,0 +1,30 @@
+using System.Text.RegularExpressions;
+using Microsoft.CodeAnalysis;
+using Microsoft.CodeAnalysis.CSharp;
+
+namespace MLNet.ImageTransfer.Tests;
+
+/// <summary>The C# example in README.md must compile against the library as it is.</summary>
+public class ReadmeExampleTests
+{
+    [Fact]
+    public void Readme_example_compiles()
+    {
+        var readme = File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "README.md"));
+        var match = Regex.Match(readme, @"<!-- example:begin -->\s*```csharp\s*(?<code>.*?)```\s*<!-- example:end -->", RegexOptions.Singleline);
+        Assert.True(match.Success, "README.md has no example between <!-- example:begin --> and <!-- example:end -->.");
+
+        var tree = CSharpSyntaxTree.ParseText(match.Groups["code"].Value, new CSharpParseOptions(LanguageVersion.Latest));
+        var references = ((string)AppContext.GetData("TRUSTED_PLATFORM_ASSEMBLIES")!).Split(Path.PathSeparator)
+            .Concat(Directory.GetFiles(AppContext.BaseDirectory, "*.dll"))
+            .Where(p => !p.EndsWith("MLNet.ImageTransfer.Tests.dll", StringComparison.Ordinal))
+            .DistinctBy(Path.GetFileName)
+            .Select(p => MetadataReference.CreateFromFile(p));
+        var compilation = CSharpCompilation.Create("ReadmeExample", [tree], references,
+            new CSharpCompilationOptions(OutputKind.ConsoleApplication, nullableContextOptions: NullableContextOptions.Enable));
+        using var output = new MemoryStream();
+        var result = compilation.Emit(output);
+        var errors = result.Diagnostics.Where(d => d.Severity == DiagnosticSeverity.Error).Select(d => d.ToString()).ToList();
+        Assert.True(result.Success, "README example does not compile:\n" + string.Join("\n", errors));
+    }
+}
