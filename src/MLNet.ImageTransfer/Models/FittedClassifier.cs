@@ -87,7 +87,7 @@ public sealed class FittedClassifier : IDisposable
         SafeTensors.Write(stream, cpuState, new Dictionary<string, string> { ["format"] = "pt", ["producer"] = "MLNet.ImageTransfer" });
     }
 
-    /// <summary>Reads and checks a description written by <see cref="Save"/>.</summary>
+    /// <summary>Reads and checks a description written by <see cref="SaveDescription"/>.</summary>
     public static ClassifierDescription ReadDescription(Stream description, string? source = null)
     {
         ClassifierDescription? desc;
@@ -105,7 +105,7 @@ public sealed class FittedClassifier : IDisposable
         return desc;
     }
 
-    /// <summary>Rebuilds a classifier from its description and <see cref="Save"/>'s weights; they must match exactly.</summary>
+    /// <summary>Rebuilds a classifier from its description and the weights written by <see cref="SaveWeights"/>; they must match exactly.</summary>
     public static FittedClassifier Load(ClassifierDescription description, Stream weights, Device? device = null, string? source = null)
     {
         var network = description.Architecture.Build(description.ClassNames.Length, description.Head);

@@ -60,36 +60,10 @@ internal static class FreshProcess
     public static (int ExitCode, string Output) Run(string mode, params string[] args)
     {
         var assembly = typeof(FreshProcess).Assembly.Location;
-        var start = new ProcessStartInfo(DotnetHost())
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-            WorkingDirectory = Path.GetDirectoryName(assembly)!,
-        };
-        start.ArgumentList.Add("exec");
-        start.ArgumentList.Add(assembly);
-        start.Environment[ModeVariable] = mode;
-        start.Environment[ArgumentVariable] = JsonSerializer.Serialize(args);
-        using var process = Process.Start(start)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        if (!process.WaitForExit(TimeSpan.FromMinutes(3)))
-        {
-            process.Kill(entireProcessTree: true);
-            throw new TimeoutException($"The child process ({mode}) did not finish in 3 minutes.");
-        }
-        return (process.ExitCode, stdout.Result + stderr.Result);
-    }
-
-    /// <summary>The dotnet host running us (the SDK sets DOTNET_HOST_PATH for test runs), else the one on PATH.</summary>
-    static string DotnetHost()
-    {
-        var fromSdk = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH");
-        if (!string.IsNullOrEmpty(fromSdk) && File.Exists(fromSdk)) return fromSdk;
-        var self = Environment.ProcessPath;
-        if (self is not null && Path.GetFileNameWithoutExtension(self).Equals("dotnet", StringComparison.OrdinalIgnoreCase)) return self;
-        return "dotnet";
+        var (code, stdout, stderr) = ChildProcess.RunDotnet(["exec", assembly], TimeSpan.FromMinutes(3),
+            new Dictionary<string, string> { [ModeVariable] = mode, [ArgumentVariable] = JsonSerializer.Serialize(args) },
+            Path.GetDirectoryName(assembly));
+        return (code, stdout + stderr);
     }
 
     // ---- Child side ----------------------------------------------------------------------------------------------

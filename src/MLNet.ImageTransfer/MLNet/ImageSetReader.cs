@@ -1,0 +1,79 @@
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using Microsoft.ML.Transforms.Image;
+
+namespace MLNet.ImageTransfer;
+
+/// <summary>Reads an IDataView's image and label columns into a <see cref="Training.LabeledImageSet"/>, preprocessed.</summary>
+internal static class ImageSetReader
+{
+    public static Training.LabeledImageSet Read(IDataView data, string imageColumn, string labelColumn, string[] classNames,
+        Data.ImagePreprocessing preprocessing, string what)
+    {
+        var schema = data.Schema;
+        var image = schema.GetColumnOrNull(imageColumn)
+            ?? throw new ArgumentException($"The {what} has no column '{imageColumn}'. It must be transformed with the same LoadImages as the training data (e.g. prefix.Fit(train).Transform({what.Replace(' ', '_')})).");
+        if (image.Type is not ImageDataViewType)
+            throw new ArgumentException($"Column '{imageColumn}' of the {what} must hold images (from LoadImages), but is {image.Type}.");
+        var label = schema.GetColumnOrNull(labelColumn) ?? throw new ArgumentException($"The {what} has no label column '{labelColumn}'.");
+        Func<DataViewRowCursor, ValueGetter<int>> labelReader = label.Type switch
+        {
+            KeyDataViewType key when key.Count == (ulong)classNames.Length => c => KeyLabel(c, label, classNames, what),
+            KeyDataViewType key => throw new ArgumentException($"The {what}'s label column '{labelColumn}' has {key.Count} classes but the training data has {classNames.Length}."),
+            TextDataViewType => c => TextLabel(c, label, classNames, what),
+            _ => throw new ArgumentException($"The {what}'s label column '{labelColumn}' must be a key or text, but is {label.Type}."),
+        };
+
+        var set = new Training.LabeledImageSet();
+        try
+        {
+            using var cursor = data.GetRowCursor([image, label]);
+            var getImage = cursor.GetGetter<MLImage>(image);
+            var getLabel = labelReader(cursor);
+            MLImage img = null!;
+            int row = 0, missingLabels = 0, missingImages = 0;
+            while (cursor.MoveNext())
+            {
+                row++;
+                int y = -1;
+                getLabel(ref y);
+                if (y < 0) { missingLabels++; continue; }
+#pragma warning disable CS8601 // ML.NET's getters are not nullable-annotated; a missing image comes back as null and is checked below.
+                getImage(ref img);
+#pragma warning restore CS8601
+                if (img is null || img.Width == 0 || img.Height == 0) { missingImages++; continue; }
+                set.Add(Data.ImageTensors.ToResizedBytes(img, preprocessing), y);
+            }
+            if (set.Count == 0)
+                throw new InvalidOperationException($"The {what} has no usable rows ({row} rows: {missingLabels} without label, {missingImages} without image).");
+            return set;
+        }
+        catch
+        {
+            set.Dispose();
+            throw;
+        }
+    }
+
+    static ValueGetter<int> KeyLabel(DataViewRowCursor cursor, DataViewSchema.Column column, string[] classNames, string what)
+    {
+        var get = cursor.GetGetter<uint>(column);
+        uint key = 0;
+        return (ref int value) => { get(ref key); value = key == 0 ? -1 : (int)key - 1; };
+    }
+
+    static ValueGetter<int> TextLabel(DataViewRowCursor cursor, DataViewSchema.Column column, string[] classNames, string what)
+    {
+        var index = classNames.Select((n, i) => (n, i)).ToDictionary(p => p.n, p => p.i, StringComparer.Ordinal);
+        var get = cursor.GetGetter<ReadOnlyMemory<char>>(column);
+        ReadOnlyMemory<char> text = default;
+        return (ref int value) =>
+        {
+            get(ref text);
+            var s = text.ToString();
+            if (s.Length == 0) { value = -1; return; }
+            value = index.TryGetValue(s, out var i) ? i
+                : throw new InvalidDataException($"The {what} has label '{s}', which is not among the training classes ({string.Join(", ", classNames)}).");
+        };
+    }
+}
