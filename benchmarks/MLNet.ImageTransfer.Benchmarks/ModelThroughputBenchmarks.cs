@@ -11,6 +11,9 @@ namespace MLNet.ImageTransfer.Benchmarks;
 /// img/s. Compare with PyTorch on the same machine: DESIGN.md §3 lists Debian PyTorch 1.13's numbers at 2 threads.
 /// </summary>
 [MemoryDiagnoser]
+// In-process: BenchmarkDotNet's generated child project would need the Debian 12 libstdc++ fix applied to its own
+// output folder; the host process already has a working libtorch, and each operation takes milliseconds to seconds.
+[InProcess]
 [WarmupCount(5)]
 [IterationCount(10)]
 public class ModelThroughputBenchmarks

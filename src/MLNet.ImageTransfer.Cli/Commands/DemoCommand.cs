@@ -60,10 +60,12 @@ internal static class DemoCommand
             var loaded = ImageClassificationWorkflow.LoadModel(scoring, modelPath, out _);
             // One held-out image per class (never seen in training).
             var heldOut = ml.Data.CreateEnumerable<ImageFolderEntry>(trained.ValidationData!, reuseRowObject: false).ToList();
-            var samples = scan.ClassNames.Select(c => heldOut.First(e => e.Label == c).ImagePath).ToList();
+            var samples = scan.ClassNames.SelectMany(c => heldOut.Where(e => e.Label == c).Take(2)).ToList();
             Console.WriteLine("Predictions of the reloaded model on held-out images:");
-            foreach (var p in ImageClassificationWorkflow.Predict(scoring, loaded, samples, top: 2))
-                Console.WriteLine($"  {Path.GetRelativePath(scan.Root, p.ImagePath),-28} → " + string.Join("  ", p.Top.Select(t => $"{t.Class} {t.Probability:P1}")));
+            var predictions = ImageClassificationWorkflow.Predict(scoring, loaded, samples.Select(s => s.ImagePath), top: 2);
+            foreach (var (p, truth) in predictions.Zip(samples))
+                Console.WriteLine($"  {(p.PredictedClass == truth.Label ? "right" : "WRONG"),-5} {Path.GetRelativePath(scan.Root, p.ImagePath),-28} → "
+                    + string.Join("  ", p.Top.Select(t => $"{t.Class} {t.Probability:P1}")));
             Console.WriteLine($"Demo finished in {total.Elapsed.TotalSeconds:F0}s. Accuracy on held-out images: {report.MicroAccuracy:P1}.");
             return 0;
         }));

@@ -3,6 +3,7 @@ using MLNet.ImageTransfer.Models;
 using MLNet.ImageTransfer.Weights;
 using TorchSharp;
 using static TorchSharp.torch;
+using Xunit.Abstractions;
 
 namespace MLNet.ImageTransfer.Tests.Models;
 
@@ -10,9 +11,16 @@ namespace MLNet.ImageTransfer.Tests.Models;
 /// Our TorchSharp modules against torchvision itself: same weights, same input → the logits PyTorch computed
 /// (fixtures/generate_fixtures.py), in eval mode and in train mode (batch statistics, running-stat update).
 /// </summary>
-public class TorchvisionParityTests
+public class TorchvisionParityTests(ITestOutputHelper output)
 {
     const double Tolerance = 1e-4;
+
+    void AssertClose(string what, Tensor ours, Tensor pytorch)
+    {
+        double diff = MaxAbsDiff(ours, pytorch);
+        output.WriteLine($"{what}: max |ours - pytorch| = {diff:E2}");
+        Assert.InRange(diff, 0, Tolerance);
+    }
 
     public static TheoryData<string> TinyModels => new() { "densenet_tiny", "resnet_tiny_basic", "resnet_tiny_bottleneck", "vgg_tiny", "vgg_tiny_bn" };
 
@@ -55,10 +63,10 @@ public class TorchvisionParityTests
             model.eval();
             using var _ = no_grad();
             using var logits = model.call(io.Tensors["input"]);
-            Assert.InRange(MaxAbsDiff(logits, io.Tensors["logits_eval"]), 0, Tolerance);
+            AssertClose($"{name} eval logits", logits, io.Tensors["logits_eval"]);
             // A non-square input exercises adaptive pooling and stride arithmetic.
             using var rect = model.call(io.Tensors["input_rect"]);
-            Assert.InRange(MaxAbsDiff(rect, io.Tensors["logits_eval_rect"]), 0, Tolerance);
+            AssertClose($"{name} eval logits 40x72", rect, io.Tensors["logits_eval_rect"]);
         }
     }
 
@@ -72,12 +80,12 @@ public class TorchvisionParityTests
             model.train();
             using var _ = no_grad();
             using var logits = model.call(io.Tensors["input"]);
-            Assert.InRange(MaxAbsDiff(logits, io.Tensors["logits_train"]), 0, Tolerance);
+            AssertClose($"{name} train-mode logits", logits, io.Tensors["logits_train"]);
             if (io.Metadata.TryGetValue("bn_layer", out var bnName))
             {
                 var state = model.state_dict();
-                Assert.InRange(MaxAbsDiff(state[bnName + ".running_mean"], io.Tensors["running_mean_after_train"]), 0, Tolerance);
-                Assert.InRange(MaxAbsDiff(state[bnName + ".running_var"], io.Tensors["running_var_after_train"]), 0, Tolerance);
+                AssertClose($"{name} {bnName}.running_mean", state[bnName + ".running_mean"], io.Tensors["running_mean_after_train"]);
+                AssertClose($"{name} {bnName}.running_var", state[bnName + ".running_var"], io.Tensors["running_var_after_train"]);
             }
         }
     }
@@ -93,7 +101,7 @@ public class TorchvisionParityTests
             model.eval();
             using var _ = no_grad();
             using var pooled = model.ForwardPooledFeatures(io.Tensors["input"]);
-            Assert.InRange(MaxAbsDiff(pooled, io.Tensors["pooled_eval"]), 0, Tolerance);
+            AssertClose($"{name} pooled features", pooled, io.Tensors["pooled_eval"]);
         }
     }
 
