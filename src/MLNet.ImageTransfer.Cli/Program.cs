@@ -7,5 +7,6 @@ var root = new RootCommand("MLNet.ImageTransfer: DenseNet, ResNet and VGG transf
     TrainCommand.Create(),
     EvaluateCommand.Create(),
     PredictCommand.Create(),
+    ExplainCommand.Create(),
 };
 return await root.Parse(args).InvokeAsync();

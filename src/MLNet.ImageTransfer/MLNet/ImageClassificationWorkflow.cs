@@ -126,6 +126,19 @@ public static class ImageClassificationWorkflow
         return mlContext.Model.Load(path, out inputSchema);
     }
 
+    /// <summary>The trained classifier inside a fitted or loaded pipeline (for explanations, export, inspection).</summary>
+    public static Models.FittedClassifier FindClassifier(ITransformer model)
+    {
+        IEnumerable<ITransformer> parts = model is IEnumerable<ITransformer> chain ? chain : [model];
+        var found = parts.SelectMany(p => p is IEnumerable<ITransformer> nested ? nested : [p]).OfType<ImageClassifierTransformer>().ToList();
+        return found.Count switch
+        {
+            1 => found[0].Classifier,
+            0 => throw new InvalidOperationException("The model contains no MLNet.ImageTransfer image classifier."),
+            _ => throw new InvalidOperationException($"The model contains {found.Count} image classifiers; pick one from the chain."),
+        };
+    }
+
     static string[] ScoreSlotNames(DataViewSchema schema, string scoreColumn = "Score")
     {
         var column = schema[scoreColumn];

@@ -59,6 +59,7 @@ public sealed class DenseNet : ImageClassifierModel
 
     public override int NumFeatures => _numFeatures;
     public override string ClassifierName => "classifier";
+    public override string DefaultCamLayer => "features.norm5";
 
     protected override nn.Module<Tensor, Tensor> Classifier { get => _classifier; set => _classifier = value; }
 

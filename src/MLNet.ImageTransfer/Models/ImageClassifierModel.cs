@@ -34,6 +34,12 @@ public abstract class ImageClassifierModel : TorchvisionModule
     /// <summary>The <c>state_dict</c> prefix of the replaceable classifier (<c>classifier</c> or <c>fc</c>).</summary>
     public abstract string ClassifierName { get; }
 
+    /// <summary>
+    /// The module (torchvision path) whose output Grad-CAM explains by default: the last convolutional stage, whose
+    /// feature map still has spatial resolution (Selvaraju et al.; pytorch-grad-cam's choices).
+    /// </summary>
+    public abstract string DefaultCamLayer { get; }
+
     /// <summary>Backbone only: image batch [N,3,H,W] → feature map [N,C,h,w].</summary>
     public abstract Tensor ForwardFeatures(Tensor images);
 

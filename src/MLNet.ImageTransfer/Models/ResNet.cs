@@ -57,6 +57,7 @@ public sealed class ResNet : ImageClassifierModel
 
     public override int NumFeatures => _numFeatures;
     public override string ClassifierName => "fc";
+    public override string DefaultCamLayer => "layer4";
     protected override nn.Module<Tensor, Tensor> Classifier { get => _fc; set => _fc = value; }
     protected override nn.Module<Tensor, Tensor> BuildClassifier(HeadSpec head, int numClasses) => BuildPooledHead(head, _numFeatures, numClasses);
 

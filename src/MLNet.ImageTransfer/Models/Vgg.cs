@@ -15,6 +15,7 @@ public sealed class Vgg : ImageClassifierModel
     readonly int _numFeatures;
     readonly VggConfig _config;
     readonly List<LayerGroup> _blocks = new();
+    readonly string _lastConvActivation;
 
     public Vgg(VggConfig config, int numClasses, HeadSpec head) : base("VGG", config, head, numClasses)
     {
@@ -53,6 +54,8 @@ public sealed class Vgg : ImageClassifierModel
         if (currentBlock.Count > 0) _blocks.Add(new LayerGroup($"block{_blocks.Count + 1}", currentBlock.ToArray(), false));
 
         _features = nn.Sequential(layers);
+        // The ReLU after the last convolution (before the final max-pool).
+        _lastConvActivation = "features." + layers.FindLast(l => l.Item2 is ReLU).Item1;
         _numFeatures = channels;
         _classifier = BuildClassifier(head, numClasses);
         register_module("features", _features);
@@ -62,6 +65,7 @@ public sealed class Vgg : ImageClassifierModel
 
     public override int NumFeatures => _numFeatures;
     public override string ClassifierName => "classifier";
+    public override string DefaultCamLayer => _lastConvActivation;
     protected override nn.Module<Tensor, Tensor> Classifier { get => _classifier; set => _classifier = value; }
 
     public override IReadOnlyList<LayerGroup> LayerGroups => _blocks.Append(new LayerGroup("head", [_classifier], true)).ToArray();
