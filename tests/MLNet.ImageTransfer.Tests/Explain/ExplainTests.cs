@@ -161,6 +161,32 @@ public class ExplainTests
         Assert.True(classifier.Network.parameters().All(p => p.requires_grad), "weights must be trainable again afterwards");
     }
 
+    public static TheoryData<string> Families => new() { "densenet", "resnet", "vgg", "vgg_bn" };
+
+    [Theory]
+    [MemberData(nameof(Families))]
+    public void Every_family_explains_at_its_default_layer(string family)
+    {
+        ArchitectureConfig config = family switch
+        {
+            "densenet" => new DenseNetConfig(4, [2, 2, 2, 2], 8, 2),
+            "resnet" => new ResNetConfig(ResNetBlock.Bottleneck, [1, 1, 1, 1], BaseWidth: 4),
+            "vgg" => new VggConfig([8, 0, 16, 0, 16, 0, 32, 0, 32, 0], false, 16),
+            _ => new VggConfig([8, 0, 16, 0, 16, 0, 32, 0, 32, 0], true, 16),
+        };
+        torch.manual_seed(1);
+        using var classifier = new FittedClassifier(config.Build(2), new ClassifierDescription
+        {
+            Architecture = config, Head = HeadSpec.Default, ClassNames = ["marked", "plain"], Preprocessing = Pre,
+        });
+        using var image = Synthetic(true, new Random(4));
+        using var cam = new ModelExplainer(classifier).GradCam(image);
+        Assert.Equal(classifier.Network.DefaultCamLayer, cam.Layer);
+        Assert.Equal(new long[] { 64, 64 }, cam.Heatmap.shape);
+        Assert.InRange(cam.Heatmap.min().item<float>(), 0f, 1f);
+        Assert.InRange(cam.Heatmap.max().item<float>(), 0f, 1f);
+    }
+
     [Fact]
     public void Pngs_are_written_for_all_three_views()
     {
