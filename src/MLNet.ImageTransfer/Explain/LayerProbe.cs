@@ -26,7 +26,7 @@ internal sealed class LayerProbe : IDisposable
         {
             _output?.Dispose();
             _output = output.alias();
-            return null;
+            return null!; // null: keep the module's output unchanged
         });
         _removeHook = hook.remove;
     }
@@ -53,7 +53,7 @@ internal sealed class LayerProbe : IDisposable
         foreach (var (name, module) in model.named_modules())
         {
             if (name.Length == 0 || module is not nn.Module<Tensor, Tensor> m) continue;
-            removers.Add(m.register_forward_hook((_, _, output) => { seen.Add(new LayerInfo(name, output.shape)); return null; }).remove);
+            removers.Add(m.register_forward_hook((_, _, output) => { seen.Add(new LayerInfo(name, output.shape)); return null!; }).remove);
         }
         try
         {

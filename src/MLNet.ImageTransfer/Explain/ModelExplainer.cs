@@ -7,6 +7,9 @@ using static TorchSharp.torch;
 namespace MLNet.ImageTransfer.Explain;
 
 /// <summary>A Grad-CAM map: where in the image the evidence for one class lies.</summary>
+/// <param name="ClassName">The class explained.</param>
+/// <param name="Probability">The model's probability for that class on this image.</param>
+/// <param name="Layer">The layer whose activations the map is computed from.</param>
 /// <param name="Heatmap">Values in [0,1], [S,S] at the network's input size (S = preprocessing image size).</param>
 /// <param name="Image">The image as the network saw it: RGB bytes [3,S,S] after resizing/cropping.</param>
 public sealed record GradCamResult(string ClassName, float Probability, string Layer, Tensor Heatmap, Tensor Image) : IDisposable
