@@ -32,7 +32,29 @@ public static class Architectures
     {
         foreach (var name in new[] { "vgg11", "vgg13", "vgg16", "vgg19" })
             Registry[name + "_bn"] = ((VggConfig)Registry[name]) with { BatchNorm = true };
+        // keras.applications' DenseNet and ResNet (v1) as the same module trees with Keras' conventions. Keras' VGG16/19
+        // are torchvision's vgg16/vgg19 exactly (only the weight file's layout differs), so they need no entry.
+        foreach (var name in new[] { "densenet121", "densenet169", "densenet201", "resnet50", "resnet101", "resnet152" })
+            Registry[name + KerasSuffix] = KerasConvention(Registry[name]);
     }
+
+    /// <summary>Suffix of the registered Keras-convention variants (<c>resnet50_keras</c>, <c>densenet121_keras</c>).</summary>
+    public const string KerasSuffix = "_keras";
+
+    /// <summary>
+    /// The same network with the conventions of <c>keras.applications</c> (what Keras <c>.h5</c> weights were trained
+    /// with): BatchNorm epsilon 1.001e-5 for DenseNet and ResNet; for ResNet also v1's stride on the first 1×1
+    /// convolution of a bottleneck and a bias on every convolution. VGG is unchanged.
+    /// </summary>
+    /// <param name="config">A torchvision-convention configuration.</param>
+    /// <param name="batchNormEpsilon">Epsilon to use instead of Keras' 1.001e-5 (the first Keras ResNet50 files, with
+    /// Caffe layer names, were made for a model with Keras' default 1e-3).</param>
+    public static ArchitectureConfig KerasConvention(ArchitectureConfig config, double? batchNormEpsilon = null) => config switch
+    {
+        DenseNetConfig d => d with { BatchNormEpsilon = batchNormEpsilon ?? ArchitectureConfig.KerasBatchNormEpsilon },
+        ResNetConfig r => r with { StrideOnFirstConv = true, ConvBias = true, BatchNormEpsilon = batchNormEpsilon ?? ArchitectureConfig.KerasBatchNormEpsilon },
+        _ => config,
+    };
 
     /// <summary>All registered names, e.g. densenet121, resnet50, vgg16_bn.</summary>
     public static IReadOnlyCollection<string> Names => Registry.Keys.OrderBy(n => n, StringComparer.Ordinal).ToArray();

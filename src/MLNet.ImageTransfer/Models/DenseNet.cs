@@ -22,7 +22,7 @@ public sealed class DenseNet : ImageClassifierModel
         var stem = new List<(string, nn.Module<Tensor, Tensor>)>
         {
             ("conv0", Init.ConvKaimingFanOut(nn.Conv2d(3, config.NumInitFeatures, 7, stride: 2, padding: 3, bias: false))),
-            ("norm0", Init.BatchNorm(nn.BatchNorm2d(config.NumInitFeatures))),
+            ("norm0", Init.BatchNorm(nn.BatchNorm2d(config.NumInitFeatures, eps: config.Epsilon))),
             ("relu0", nn.ReLU(inplace: true)),
             ("pool0", nn.MaxPool2d(3, stride: 2, padding: 1)),
         };
@@ -32,20 +32,20 @@ public sealed class DenseNet : ImageClassifierModel
         int channels = config.NumInitFeatures;
         for (int b = 0; b < config.BlockConfig.Length; b++)
         {
-            var block = new DenseBlock(config.BlockConfig[b], channels, config.BnSize, config.GrowthRate, config.DropRate);
+            var block = new DenseBlock(config.BlockConfig[b], channels, config.BnSize, config.GrowthRate, config.DropRate, config.Epsilon);
             layers.Add(($"denseblock{b + 1}", block));
             var groupModules = new List<nn.Module> { block };
             channels += config.BlockConfig[b] * config.GrowthRate;
             if (b != config.BlockConfig.Length - 1)
             {
-                var transition = new Transition(channels, channels / 2);
+                var transition = new Transition(channels, channels / 2, config.Epsilon);
                 layers.Add(($"transition{b + 1}", transition));
                 groupModules.Add(transition);
                 channels /= 2;
             }
             _backboneGroups.Add(new LayerGroup($"denseblock{b + 1}", groupModules, false));
         }
-        var norm5 = Init.BatchNorm(nn.BatchNorm2d(channels));
+        var norm5 = Init.BatchNorm(nn.BatchNorm2d(channels, eps: config.Epsilon));
         layers.Add(("norm5", norm5));
         // The final norm belongs with the last block: unfreezing "the last block" must include it.
         _backboneGroups[^1] = _backboneGroups[^1] with { Modules = _backboneGroups[^1].Modules.Append(norm5).ToArray() };
@@ -88,11 +88,11 @@ public sealed class DenseNet : ImageClassifierModel
         readonly Conv2d _conv1, _conv2;
         readonly double _dropRate;
 
-        public DenseLayer(int inChannels, int growthRate, int bnSize, double dropRate) : base("DenseLayer")
+        public DenseLayer(int inChannels, int growthRate, int bnSize, double dropRate, double eps) : base("DenseLayer")
         {
-            _norm1 = Init.BatchNorm(nn.BatchNorm2d(inChannels));
+            _norm1 = Init.BatchNorm(nn.BatchNorm2d(inChannels, eps: eps));
             _conv1 = Init.ConvKaimingFanOut(nn.Conv2d(inChannels, bnSize * growthRate, 1, bias: false));
-            _norm2 = Init.BatchNorm(nn.BatchNorm2d(bnSize * growthRate));
+            _norm2 = Init.BatchNorm(nn.BatchNorm2d(bnSize * growthRate, eps: eps));
             _conv2 = Init.ConvKaimingFanOut(nn.Conv2d(bnSize * growthRate, growthRate, 3, padding: 1, bias: false));
             _dropRate = dropRate;
             register_module("norm1", _norm1);
@@ -120,12 +120,12 @@ public sealed class DenseNet : ImageClassifierModel
     {
         readonly DenseLayer[] _layers;
 
-        public DenseBlock(int numLayers, int inChannels, int bnSize, int growthRate, double dropRate) : base("DenseBlock")
+        public DenseBlock(int numLayers, int inChannels, int bnSize, int growthRate, double dropRate, double eps) : base("DenseBlock")
         {
             _layers = new DenseLayer[numLayers];
             for (int i = 0; i < numLayers; i++)
             {
-                _layers[i] = new DenseLayer(inChannels + i * growthRate, growthRate, bnSize, dropRate);
+                _layers[i] = new DenseLayer(inChannels + i * growthRate, growthRate, bnSize, dropRate, eps);
                 register_module($"denselayer{i + 1}", _layers[i]);
             }
         }
@@ -155,9 +155,9 @@ public sealed class DenseNet : ImageClassifierModel
         readonly BatchNorm2d _norm;
         readonly Conv2d _conv;
 
-        public Transition(int inChannels, int outChannels) : base("Transition")
+        public Transition(int inChannels, int outChannels, double eps) : base("Transition")
         {
-            _norm = Init.BatchNorm(nn.BatchNorm2d(inChannels));
+            _norm = Init.BatchNorm(nn.BatchNorm2d(inChannels, eps: eps));
             _conv = Init.ConvKaimingFanOut(nn.Conv2d(inChannels, outChannels, 1, bias: false));
             register_module("norm", _norm);
             register_module("relu", nn.ReLU(inplace: true));

@@ -17,7 +17,15 @@ public sealed record ClassifierDescription
 {
     /// <summary>Version of this description's layout. Readers refuse versions newer than they know.</summary>
     public int FormatVersion { get; init; } = CurrentFormatVersion;
-    public const int CurrentFormatVersion = 1;
+    /// <summary>
+    /// 2 added architecture variants (<see cref="ResNetConfig.StrideOnFirstConv"/>, <see cref="ResNetConfig.ConvBias"/>,
+    /// BatchNorm epsilon); a description is written as version 1 unless its architecture uses them
+    /// (<see cref="FormatVersionFor"/>), so older readers keep loading everything they can rebuild exactly.
+    /// </summary>
+    public const int CurrentFormatVersion = 2;
+
+    /// <summary>The lowest format version that describes <paramref name="architecture"/> exactly.</summary>
+    public static int FormatVersionFor(ArchitectureConfig architecture) => architecture.IsVariant ? 2 : 1;
 
     /// <summary>Registered name (e.g. densenet121), or null for a custom configuration.</summary>
     public string? ArchitectureName { get; init; }
@@ -27,6 +35,14 @@ public sealed record ClassifierDescription
     public required ImagePreprocessing Preprocessing { get; init; }
     /// <summary>File name of the pretrained weights training started from, if any.</summary>
     public string? InitialWeights { get; init; }
+    /// <summary>SHA-256 (hex) of the pretrained weight file, if any: which exact file the model started from.</summary>
+    public string? InitialWeightsSha256 { get; init; }
+    /// <summary>Format of the pretrained weight file (safetensors, PyTorch, KerasH5, Onnx…), if any.</summary>
+    public string? InitialWeightsFormat { get; init; }
+    /// <summary>The fine-tuning schedule used: trainable layer groups and learning rates per phase of epochs.</summary>
+    public FineTuningSchedule? FineTuning { get; init; }
+    /// <summary>The training augmentation as a spec string (<see cref="global::MLNet.ImageTransfer.Augmentation.AugmentationPipeline.ToSpec"/>), if any. A record only: prediction never augments.</summary>
+    public string? Augmentation { get; init; }
     /// <summary>Per-epoch history of the run that produced the weights.</summary>
     public IReadOnlyList<EpochSummary>? History { get; init; }
     public int? KeptEpoch { get; init; }

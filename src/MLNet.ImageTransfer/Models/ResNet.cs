@@ -23,8 +23,8 @@ public sealed class ResNet : ImageClassifierModel
         head.Validate();
         int width = config.BaseWidth;
         int expansion = config.Block == ResNetBlock.Bottleneck ? 4 : 1;
-        _conv1 = Init.ConvKaimingFanOut(nn.Conv2d(3, width, 7, stride: 2, padding: 3, bias: false));
-        _bn1 = Init.BatchNorm(nn.BatchNorm2d(width));
+        _conv1 = Init.ConvKaimingFanOut(nn.Conv2d(3, width, 7, stride: 2, padding: 3, bias: config.ConvBias));
+        _bn1 = Init.BatchNorm(nn.BatchNorm2d(width, eps: config.Epsilon));
         _maxpool = nn.MaxPool2d(3, stride: 2, padding: 1);
         register_module("conv1", _conv1);
         register_module("bn1", _bn1);
@@ -41,8 +41,8 @@ public sealed class ResNet : ImageClassifierModel
             for (int b = 0; b < config.Layers[s]; b++)
             {
                 nn.Module<Tensor, Tensor> block = config.Block == ResNetBlock.Bottleneck
-                    ? new Bottleneck(inplanes, planes, b == 0 ? stride : 1)
-                    : new BasicBlock(inplanes, planes, b == 0 ? stride : 1);
+                    ? new Bottleneck(inplanes, planes, b == 0 ? stride : 1, config)
+                    : new BasicBlock(inplanes, planes, b == 0 ? stride : 1, config);
                 blocks.Add((b.ToString(System.Globalization.CultureInfo.InvariantCulture), block));
                 inplanes = planes * expansion;
             }
@@ -89,11 +89,11 @@ public sealed class ResNet : ImageClassifierModel
     }
 
     /// <summary>1×1 conv + BN projecting the shortcut when the shape changes (keys downsample.0 / downsample.1).</summary>
-    static Sequential? Downsample(int inplanes, int outplanes, int stride)
+    static Sequential? Downsample(int inplanes, int outplanes, int stride, ResNetConfig config)
         => stride == 1 && inplanes == outplanes
             ? null
-            : nn.Sequential(("0", Init.ConvKaimingFanOut(nn.Conv2d(inplanes, outplanes, 1, stride: stride, bias: false))),
-                            ("1", Init.BatchNorm(nn.BatchNorm2d(outplanes))));
+            : nn.Sequential(("0", Init.ConvKaimingFanOut(nn.Conv2d(inplanes, outplanes, 1, stride: stride, bias: config.ConvBias))),
+                            ("1", Init.BatchNorm(nn.BatchNorm2d(outplanes, eps: config.Epsilon))));
 
     sealed class BasicBlock : TorchvisionModule
     {
@@ -101,13 +101,13 @@ public sealed class ResNet : ImageClassifierModel
         readonly BatchNorm2d _bn1, _bn2;
         readonly Sequential? _downsample;
 
-        public BasicBlock(int inplanes, int planes, int stride) : base("BasicBlock")
+        public BasicBlock(int inplanes, int planes, int stride, ResNetConfig config) : base("BasicBlock")
         {
-            _conv1 = Init.ConvKaimingFanOut(nn.Conv2d(inplanes, planes, 3, stride: stride, padding: 1, bias: false));
-            _bn1 = Init.BatchNorm(nn.BatchNorm2d(planes));
-            _conv2 = Init.ConvKaimingFanOut(nn.Conv2d(planes, planes, 3, padding: 1, bias: false));
-            _bn2 = Init.BatchNorm(nn.BatchNorm2d(planes));
-            _downsample = Downsample(inplanes, planes, stride);
+            _conv1 = Init.ConvKaimingFanOut(nn.Conv2d(inplanes, planes, 3, stride: stride, padding: 1, bias: config.ConvBias));
+            _bn1 = Init.BatchNorm(nn.BatchNorm2d(planes, eps: config.Epsilon));
+            _conv2 = Init.ConvKaimingFanOut(nn.Conv2d(planes, planes, 3, padding: 1, bias: config.ConvBias));
+            _bn2 = Init.BatchNorm(nn.BatchNorm2d(planes, eps: config.Epsilon));
+            _downsample = Downsample(inplanes, planes, stride, config);
             register_module("conv1", _conv1);
             register_module("bn1", _bn1);
             register_module("relu", nn.ReLU(inplace: true));
@@ -136,16 +136,17 @@ public sealed class ResNet : ImageClassifierModel
         readonly BatchNorm2d _bn1, _bn2, _bn3;
         readonly Sequential? _downsample;
 
-        public Bottleneck(int inplanes, int planes, int stride) : base("Bottleneck")
+        public Bottleneck(int inplanes, int planes, int stride, ResNetConfig config) : base("Bottleneck")
         {
-            _conv1 = Init.ConvKaimingFanOut(nn.Conv2d(inplanes, planes, 1, bias: false));
-            _bn1 = Init.BatchNorm(nn.BatchNorm2d(planes));
-            // v1.5: the stride is on the 3×3 convolution (torchvision), not the first 1×1 (original paper, Keras).
-            _conv2 = Init.ConvKaimingFanOut(nn.Conv2d(planes, planes, 3, stride: stride, padding: 1, bias: false));
-            _bn2 = Init.BatchNorm(nn.BatchNorm2d(planes));
-            _conv3 = Init.ConvKaimingFanOut(nn.Conv2d(planes, planes * Expansion, 1, bias: false));
-            _bn3 = Init.BatchNorm(nn.BatchNorm2d(planes * Expansion));
-            _downsample = Downsample(inplanes, planes * Expansion, stride);
+            // v1.5 (torchvision): the stride is on the 3×3 convolution; v1 (original paper, Keras, Caffe): on the first 1×1.
+            int stride1 = config.StrideOnFirstConv ? stride : 1, stride2 = config.StrideOnFirstConv ? 1 : stride;
+            _conv1 = Init.ConvKaimingFanOut(nn.Conv2d(inplanes, planes, 1, stride: stride1, bias: config.ConvBias));
+            _bn1 = Init.BatchNorm(nn.BatchNorm2d(planes, eps: config.Epsilon));
+            _conv2 = Init.ConvKaimingFanOut(nn.Conv2d(planes, planes, 3, stride: stride2, padding: 1, bias: config.ConvBias));
+            _bn2 = Init.BatchNorm(nn.BatchNorm2d(planes, eps: config.Epsilon));
+            _conv3 = Init.ConvKaimingFanOut(nn.Conv2d(planes, planes * Expansion, 1, bias: config.ConvBias));
+            _bn3 = Init.BatchNorm(nn.BatchNorm2d(planes * Expansion, eps: config.Epsilon));
+            _downsample = Downsample(inplanes, planes * Expansion, stride, config);
             register_module("conv1", _conv1);
             register_module("bn1", _bn1);
             register_module("conv2", _conv2);

@@ -29,5 +29,8 @@ public sealed record StepProgress(int Epoch, int Epochs, int Step, int Steps, do
 /// <summary>All epochs of a training run, and which one's weights were kept.</summary>
 public sealed record TrainingHistory(IReadOnlyList<EpochSummary> Epochs, int KeptEpoch)
 {
+    /// <summary>The fine-tuning schedule the run followed (frozen / trainable layer groups and their learning rates per phase).</summary>
+    public FineTuningSchedule? Schedule { get; init; }
+
     public EpochSummary Kept => Epochs.Single(e => e.Epoch == KeptEpoch);
 }

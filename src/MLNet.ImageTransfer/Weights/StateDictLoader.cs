@@ -72,8 +72,11 @@ public static class StateDictLoader
     }
 }
 
-/// <summary>Weights that do not fit a model; <see cref="Report"/> names the keys.</summary>
-public sealed class WeightLoadException(string message, WeightLoadReport report) : Exception(message)
+/// <summary>
+/// Weights that do not fit a model; <see cref="Report"/> names the keys. An <see cref="InvalidOperationException"/>
+/// (the operation is invalid for this model and file).
+/// </summary>
+public sealed class WeightLoadException(string message, WeightLoadReport report) : InvalidOperationException(message)
 {
     public WeightLoadReport Report { get; } = report;
 }

@@ -1,0 +1,155 @@
+using PureHDF;
+using PureHDF.VOL.Native;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace MLNet.ImageTransfer.Weights.Keras;
+
+/// <summary>One Keras layer's weights in the file's order: names as stored (<c>conv1/conv/kernel:0</c>) and values in Keras layout.</summary>
+internal sealed record KerasLayer(string Name, IReadOnlyList<(string Name, Tensor Value, string DType)> Weights);
+
+/// <summary>The layers of a Keras weight file, in <c>layer_names</c> order (layers without weights omitted).</summary>
+internal sealed class KerasWeightFile(IReadOnlyList<KerasLayer> layers, string? kerasVersion, string? backend, int layerCount) : IDisposable
+{
+    public IReadOnlyList<KerasLayer> Layers { get; } = layers;
+    public string? KerasVersion { get; } = kerasVersion;
+    public string? Backend { get; } = backend;
+    /// <summary>All layers named in <c>layer_names</c>, with or without weights.</summary>
+    public int LayerCount { get; } = layerCount;
+
+    public void Dispose()
+    {
+        foreach (var l in Layers) foreach (var w in l.Weights) w.Value.Dispose();
+    }
+}
+
+/// <summary>
+/// Reader of Keras 2 HDF5 weight files, as written by <c>model.save_weights("x.h5")</c>, <c>model.save("x.h5")</c>
+/// (weights under <c>/model_weights</c>) and published by <c>keras.applications</c>: the root attribute
+/// <c>layer_names</c> lists the layers; each layer's group has the attribute <c>weight_names</c>, and each weight is the
+/// dataset at <c>/LAYER/WEIGHT_NAME</c> (names may contain '/', i.e. nested groups). Long attribute lists split into
+/// <c>layer_names0</c>, <c>layer_names1</c>… (HDF5's 64 KB header limit) are joined. F32, F16 and F64 weights are read as F32.
+/// </summary>
+internal static class KerasH5
+{
+    static ReadOnlySpan<byte> Signature => [0x89, (byte)'H', (byte)'D', (byte)'F', (byte)'\r', (byte)'\n', 0x1a, (byte)'\n'];
+
+    /// <summary>HDF5's signature, at offset 0 (or after a user block of 512, 1024, 2048… bytes, checked by the caller).</summary>
+    public static bool IsHdf5(ReadOnlySpan<byte> head) => head.Length >= 8 && head[..8].SequenceEqual(Signature);
+
+    /// <summary>Largest weight accepted from one dataset (elements), a guard against corrupt dimensions.</summary>
+    const long MaxElements = 1L << 31;
+
+    public static KerasWeightFile Read(string path)
+    {
+        NativeFile file;
+        try { file = H5File.OpenRead(path); }
+        catch (Exception e) when (e is not WeightFileException)
+        {
+            throw new WeightFileException(path, $"the HDF5 file cannot be opened ({e.Message}).", e);
+        }
+        using (file)
+        {
+            try
+            {
+                return ReadLayers(file, path);
+            }
+            catch (Exception e) when (e is not WeightFileException and not OutOfMemoryException)
+            {
+                throw new WeightFileException(path, $"the HDF5 file is not a readable Keras weight file ({e.GetType().Name}: {e.Message}).", e);
+            }
+        }
+    }
+
+    static KerasWeightFile ReadLayers(NativeFile file, string path)
+    {
+        IH5Group root = file;
+        if (!HasStrings(root, "layer_names") && root.LinkExists("model_weights"))
+            root = file.Group("model_weights"); // model.save("x.h5"): weights under /model_weights
+        if (!HasStrings(root, "layer_names"))
+        {
+            if (root.LinkExists("layers") || root.LinkExists("_layer_checkpoint_dependencies"))
+                throw new WeightFileException(path, "this is a Keras 3 '.weights.h5' file (groups 'layers/…/vars'), whose layout is not supported; save the weights with Keras 2 / tf.keras (model.save_weights('x.h5')) or export ONNX.");
+            throw new WeightFileException(path, "the HDF5 file has no 'layer_names' attribute; it is not a Keras weight file.");
+        }
+        var layerNames = ReadStrings(root, "layer_names");
+        string? version = TryReadString(file, "keras_version") ?? TryReadString(root, "keras_version");
+        string? backend = TryReadString(file, "backend") ?? TryReadString(root, "backend");
+
+        var layers = new List<KerasLayer>();
+        try
+        {
+            foreach (var layerName in layerNames)
+            {
+                if (!root.LinkExists(layerName))
+                    throw new WeightFileException(path, $"layer '{layerName}' is listed in layer_names but has no group.");
+                var group = root.Group(layerName);
+                var weightNames = HasStrings(group, "weight_names") ? ReadStrings(group, "weight_names") : [];
+                if (weightNames.Count == 0) continue;
+                var weights = new List<(string, Tensor, string)>();
+                layers.Add(new KerasLayer(layerName, weights));
+                foreach (var weightName in weightNames)
+                {
+                    if (!group.LinkExists(weightName))
+                        throw new WeightFileException(path, $"weight '{weightName}' of layer '{layerName}' is listed but missing.");
+                    var (tensor, dtype) = ReadDataset(group.Dataset(weightName), $"{layerName}/{weightName}", path);
+                    weights.Add((weightName, tensor, dtype));
+                }
+            }
+        }
+        catch
+        {
+            foreach (var l in layers) foreach (var w in l.Weights) w.Value.Dispose();
+            throw;
+        }
+        return new KerasWeightFile(layers, version, backend, layerNames.Count);
+    }
+
+    static (Tensor, string) ReadDataset(IH5Dataset dataset, string name, string path)
+    {
+        var dims = dataset.Space.Type == H5DataspaceType.Scalar ? [] : dataset.Space.Dimensions.Select(d => (long)d).ToArray();
+        long elements = dims.Aggregate(1L, (a, d) => a * d);
+        if (elements < 0 || elements > MaxElements) throw new WeightFileException(path, $"weight '{name}' has an implausible shape [{string.Join(", ", dims)}].");
+        if (dataset.Type.Class != H5DataTypeClass.FloatingPoint)
+            throw new WeightFileException(path, $"weight '{name}' has HDF5 type {dataset.Type.Class}; only floating-point weights are supported.");
+        float[] values;
+        string dtype;
+        switch (dataset.Type.Size)
+        {
+            case 4: values = dataset.Read<float[]>(); dtype = "F32"; break;
+            case 2: values = dataset.Read<Half[]>().Select(h => (float)h).ToArray(); dtype = "F16"; break;
+            case 8: values = dataset.Read<double[]>().Select(d => (float)d).ToArray(); dtype = "F64"; break;
+            default: throw new WeightFileException(path, $"weight '{name}' has a {dataset.Type.Size}-byte float type, which is not supported.");
+        }
+        if (values.LongLength != elements) throw new WeightFileException(path, $"weight '{name}' has {values.LongLength} values for shape [{string.Join(", ", dims)}].");
+        return (tensor(values, dims, ScalarType.Float32), dtype);
+    }
+
+    static bool HasStrings(IH5Object o, string name) => o.AttributeExists(name) || o.AttributeExists(name + "0");
+
+    /// <summary>A list-of-strings attribute, joined from name0, name1… when Keras split it.</summary>
+    static List<string> ReadStrings(IH5Object o, string name)
+    {
+        if (o.AttributeExists(name)) return ReadStringArray(o.Attribute(name));
+        var all = new List<string>();
+        for (int i = 0; o.AttributeExists(name + i); i++) all.AddRange(ReadStringArray(o.Attribute(name + i)));
+        return all;
+    }
+
+    static List<string> ReadStringArray(IH5Attribute a)
+    {
+        // Keras writes an empty list as an empty float64 array.
+        if (a.Space.Type == H5DataspaceType.Null || (a.Space.Type == H5DataspaceType.Simple && a.Space.Dimensions.Aggregate(1UL, (x, d) => x * d) == 0))
+            return [];
+        if (a.Type.Class is not (H5DataTypeClass.String or H5DataTypeClass.VariableLength))
+            return [];
+        if (a.Space.Type == H5DataspaceType.Scalar) return [a.Read<string>().TrimEnd('\0')];
+        return a.Read<string[]>().Select(s => s.TrimEnd('\0')).ToList();
+    }
+
+    static string? TryReadString(IH5Object o, string name)
+    {
+        try { return o.AttributeExists(name) ? ReadStringArray(o.Attribute(name)).FirstOrDefault() : null; }
+        catch (Exception) { return null; }
+    }
+}

@@ -1,0 +1,62 @@
+using System.Globalization;
+using MLNet.ImageTransfer.Data;
+
+namespace MLNet.ImageTransfer.Weights;
+
+/// <summary>
+/// Ties preprocessing to the source of the weights, so that a mismatch cannot happen by accident: Keras
+/// <c>.h5</c> weights were trained on Keras' <c>preprocess_input</c> of their family ("caffe" for VGG and ResNet,
+/// "torch" for DenseNet); PyTorch, safetensors and ONNX weights (torchvision, timm, the ONNX model zoo) on torchvision's
+/// ImageNet normalisation.
+/// </summary>
+public static class WeightPreprocessing
+{
+    /// <summary>The preprocessing that weights of <paramref name="format"/> for <paramref name="family"/> expect.</summary>
+    public static ImagePreprocessing Implied(WeightFormat format, string family, int imageSize = 224) => format switch
+    {
+        WeightFormat.KerasH5 => family switch
+        {
+            "densenet" => ImagePreprocessing.KerasTorch(imageSize),
+            _ => ImagePreprocessing.KerasCaffe(imageSize), // keras.applications' VGG16/19 and ResNet50/101/152
+        },
+        _ => ImagePreprocessing.TorchVision(imageSize),
+    };
+
+    /// <summary>
+    /// True when two preprocessings give the network the same numbers for the same pixels: same channel order, scale,
+    /// mean and std. Geometry (image size, resize mode) may differ.
+    /// </summary>
+    public static bool SameNormalization(ImagePreprocessing a, ImagePreprocessing b)
+    {
+        static bool Close(float x, float y) => Math.Abs(x - y) <= 1e-6f * Math.Max(1f, Math.Max(Math.Abs(x), Math.Abs(y)));
+        return a.Channels == b.Channels && Close(a.Scale, b.Scale)
+            && a.Mean.Zip(b.Mean).All(p => Close(p.First, p.Second)) && a.Std.Zip(b.Std).All(p => Close(p.First, p.Second));
+    }
+
+    /// <summary>
+    /// The preprocessing to train with. Without pretrained weights: <paramref name="requested"/> or torchvision's
+    /// preset. With weights: null gives the preset the weights imply; an explicit preprocessing must normalise the same
+    /// way, unless <paramref name="allowMismatch"/> is set.
+    /// </summary>
+    /// <exception cref="ArgumentException">An explicit preprocessing contradicts the weights and no override was given.</exception>
+    public static ImagePreprocessing Resolve(ImagePreprocessing? requested, int imageSize, string? weightsPath, string family, bool allowMismatch)
+    {
+        if (weightsPath is null) return requested ?? ImagePreprocessing.TorchVision(imageSize);
+        var format = PretrainedWeightFile.DetectFormat(weightsPath);
+        var implied = Implied(format, family, requested?.ImageSize ?? imageSize);
+        if (requested is null) return implied;
+        if (allowMismatch || SameNormalization(requested, implied)) return requested;
+        throw new ArgumentException(
+            $"Preprocessing '{requested.Name}' ({Describe(requested)}) contradicts the weights '{Path.GetFileName(weightsPath)}': " +
+            $"{(format == WeightFormat.KerasH5 ? $"Keras {family} weights" : $"{format} weights (torchvision convention)")} expect '{implied.Name}' ({Describe(implied)}). " +
+            "Leave the preprocessing unset to use the weights' own, or set the explicit override (AllowPreprocessingMismatch / --allow-preprocess-mismatch) if the weights were trained otherwise.");
+    }
+
+    /// <summary>One line: channel order, scale, mean, std.</summary>
+    public static string Describe(ImagePreprocessing p)
+    {
+        string F(float v) => v.ToString("0.######", CultureInfo.InvariantCulture);
+        string scale = Math.Abs(p.Scale - 1f) < 1e-9 ? "0–255" : Math.Abs(p.Scale - 1f / 255f) < 1e-9 ? "/255" : $"×{F(p.Scale)}";
+        return $"{p.Channels.ToString().ToUpperInvariant()}, {scale}, mean [{string.Join(", ", p.Mean.Select(F))}], std [{string.Join(", ", p.Std.Select(F))}]";
+    }
+}
