@@ -1,0 +1,89 @@
+using Microsoft.ML.Data;
+using MLNet.ImageTransfer.Data;
+using MLNet.ImageTransfer.Training;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace MLNet.ImageTransfer.Augmentation;
+
+/// <summary>
+/// The geometry training images are cached at when augmentation crops. Evaluation's torchvision-style geometry is
+/// "shorter side → R, centre crop S" (R = 256 for S = 224); crop ops (torchvision's RandomResizedCrop, RandomCrop)
+/// should see the whole R-pixel square, not only the S-pixel centre. So training images are cached as the R×R
+/// square of the same resize, placed so that the evaluation crop is exactly its centre S×S window at
+/// <see cref="EvaluationOffset"/>: cutting that window out gives, bit for bit, what evaluation computes. Stretch presets
+/// (Keras) already show the whole image, so their cache stays at S.
+/// </summary>
+internal static class AugmentationSource
+{
+    /// <summary>Side of the cached training images for this preprocessing and augmentation.</summary>
+    public static int SourceSize(ImagePreprocessing preprocessing, AugmentationPipeline? augmentation)
+        => augmentation is { NeedsLargerSource: true } && preprocessing.Resize == ResizeMode.ShorterSideThenCenterCrop
+            ? Math.Max(preprocessing.ResizeShorterSide, preprocessing.ImageSize)
+            : preprocessing.ImageSize;
+
+    /// <summary>Where the evaluation crop sits in a source square of <paramref name="sourceSize"/> (same rounding as <see cref="ImageTensors.ResizeAndCrop"/>).</summary>
+    public static int EvaluationOffset(int sourceSize, int imageSize) => (int)Math.Round((sourceSize - imageSize) / 2.0);
+
+    /// <summary>How the training reader turns an image into a cached tensor; null = the evaluation geometry (<see cref="ImageTensors.ToResizedBytes"/>).</summary>
+    public static Func<MLImage, Tensor>? Reader(ImagePreprocessing preprocessing, AugmentationPipeline? augmentation)
+    {
+        int source = SourceSize(preprocessing, augmentation);
+        return source == preprocessing.ImageSize ? null : image => ToSourceBytes(image, preprocessing, source);
+    }
+
+    /// <summary>uint8 [3,R,R]: the resize evaluation uses, cropped to an R×R square whose centre S×S window is the evaluation crop.</summary>
+    public static Tensor ToSourceBytes(MLImage image, ImagePreprocessing preprocessing, int sourceSize)
+    {
+        using var scope = NewDisposeScope();
+        int size = preprocessing.ImageSize;
+        var resized = ImageTensors.ResizeShorterSide(ImageTensors.DecodeToFloat(image, preprocessing.Channels), preprocessing.ResizeShorterSide);
+        long nh = resized.shape[2], nw = resized.shape[3];
+        int inner = EvaluationOffset(sourceSize, size);
+        long top = (long)Math.Round((nh - size) / 2.0) - inner, left = (long)Math.Round((nw - size) / 2.0) - inner;
+        if (nh < sourceSize || nw < sourceSize || top < 0 || left < 0 || top + sourceSize > nh || left + sourceSize > nw)
+            throw new InvalidOperationException($"Internal error: a {sourceSize}-pixel training source does not fit the {nw}×{nh} resized image.");
+        var square = resized.narrow(2, top, sourceSize).narrow(3, left, sourceSize);
+        return square.squeeze(0).round_().clamp_(0, 255).to_type(ScalarType.Byte).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Turns a set cached at the source size into the evaluation geometry (validation rows split off the training
+    /// data): the centre window, exactly what <see cref="ImageTensors.ToResizedBytes"/> gives. Disposes <paramref name="set"/>.
+    /// </summary>
+    public static LabeledImageSet ToEvaluationGeometry(LabeledImageSet set, ImagePreprocessing preprocessing)
+    {
+        if (set.Count == 0 || AllAtSize(set, preprocessing.ImageSize)) return set;
+        var result = new LabeledImageSet();
+        try
+        {
+            int size = preprocessing.ImageSize;
+            for (int i = 0; i < set.Count; i++)
+            {
+                using var scope = NewDisposeScope();
+                var (images, _) = set.Batch([i]);
+                int source = (int)images.shape[2];
+                int offset = EvaluationOffset(source, size);
+                var window = images[0].narrow(1, offset, size).narrow(2, offset, size).contiguous();
+                result.Add(window.MoveToOuterDisposeScope(), set.Labels[i]);
+            }
+            return result;
+        }
+        catch
+        {
+            result.Dispose();
+            throw;
+        }
+        finally
+        {
+            set.Dispose();
+        }
+    }
+
+    static bool AllAtSize(LabeledImageSet set, int size)
+    {
+        using var scope = NewDisposeScope();
+        var (first, _) = set.Batch([0]);
+        return first.shape[2] == size && first.shape[3] == size;
+    }
+}

@@ -1,0 +1,193 @@
+using MLNet.ImageTransfer.Data;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace MLNet.ImageTransfer.Augmentation;
+
+/// <summary>
+/// Runs an <see cref="AugmentationPipeline"/> on a batch: uint8 (or float 0–255) images [N,3,H,W] in the
+/// preprocessing's channel order → float32 [N,3,S,S], values 0–255, same channel order, ready for
+/// <see cref="ImageTensors.Normalize"/>. Consecutive geometric ops are fused into one affine map per image and
+/// resampled once; pixel copies (crops by whole pixels, flips, quarter turns) are exact. Thread-safe: every call
+/// gets its random draws from the <see cref="Random"/> it is given.
+/// </summary>
+internal sealed class ImageAugmenter
+{
+    readonly AugmentationPipeline _pipeline;
+    readonly int _outputSize;
+    readonly bool _bgr;
+
+    public ImageAugmenter(AugmentationPipeline pipeline, int outputSize, ChannelOrder channels = ChannelOrder.Rgb)
+    {
+        ArgumentNullException.ThrowIfNull(pipeline);
+        pipeline.Validate();
+        if (outputSize < 1) throw new ArgumentOutOfRangeException(nameof(outputSize));
+        _pipeline = pipeline;
+        _outputSize = outputSize;
+        _bgr = channels == ChannelOrder.Bgr;
+    }
+
+    public int OutputSize => _outputSize;
+
+    /// <summary>The random draws of batch <paramref name="batch"/> of epoch <paramref name="epoch"/> for a seed: the same triple always gives the same draws.</summary>
+    public static Random RandomFor(int seed, int epoch, int batch)
+    {
+        // SplitMix64 over the triple: nearby seeds/epochs/batches give unrelated streams.
+        ulong z = (ulong)(uint)seed * 0x9E3779B97F4A7C15UL ^ (ulong)(uint)epoch * 0xBF58476D1CE4E5B9UL ^ (ulong)(uint)batch * 0x94D049BB133111EBUL ^ 0xA0761D6478BD642FUL;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+        z ^= z >> 31;
+        return new Random((int)(z & 0x7FFFFFFF));
+    }
+
+    public Tensor Apply(Tensor batch, Random random)
+    {
+        ArgumentNullException.ThrowIfNull(batch);
+        ArgumentNullException.ThrowIfNull(random);
+        if (batch.dim() != 4 || batch.shape[1] != 3) throw new ArgumentException("Expected images [N,3,H,W].", nameof(batch));
+        using var scope = NewDisposeScope();
+        var context = new PixelContext(random);
+        try
+        {
+            var x = batch.to_type(ScalarType.Float32, copy: true);
+            if (_bgr) x = x.flip(1);
+            var ops = _pipeline.Ops;
+            for (int i = 0; i < ops.Count;)
+            {
+                if (ops[i] is GeometricAugmentation)
+                {
+                    int end = i;
+                    while (end < ops.Count && ops[end] is GeometricAugmentation) end++;
+                    x = ApplyGeometry(x, ops.Skip(i).Take(end - i).Cast<GeometricAugmentation>().ToArray(), random, context);
+                    i = end;
+                }
+                else
+                {
+                    x = ((PixelAugmentation)ops[i]).Apply(x, random, context);
+                    i++;
+                }
+            }
+            if (x.shape[2] != _outputSize || x.shape[3] != _outputSize)
+            {
+                // No crop brought a larger source to the network's size: take the evaluation's centre crop.
+                int w = (int)x.shape[3], h = (int)x.shape[2];
+                x = Resample(x, Enumerable.Repeat(GeometricAugmentation.CentreWindow(w, h, _outputSize, _outputSize), (int)x.shape[0]).ToArray(),
+                    _outputSize, _outputSize, context);
+            }
+            if (context.Units != 1) x = x / context.Units;
+            if (_bgr) x = x.flip(1);
+            return x.MoveToOuterDisposeScope();
+        }
+        finally
+        {
+            context.DisposeGenerator();
+        }
+    }
+
+    Tensor ApplyGeometry(Tensor x, GeometricAugmentation[] ops, Random random, PixelContext context)
+    {
+        int n = (int)x.shape[0];
+        int width = (int)x.shape[3], height = (int)x.shape[2];
+        var maps = Enumerable.Repeat(Affine2D.Identity, n).ToArray();
+        foreach (var op in ops)
+        {
+            var (outWidth, outHeight) = op.OutputSize(width, height, _outputSize);
+            var chosen = op.Select(random, n);
+            for (int i = 0; i < n; i++)
+            {
+                var map = chosen[i] ? op.Draw(random, width, height, outWidth, outHeight) : op.Skip(width, height, outWidth, outHeight);
+                maps[i] = maps[i].Compose(map);
+            }
+            (width, height) = (outWidth, outHeight);
+        }
+        return Resample(x, maps, width, height, context);
+    }
+
+    /// <summary>Output pixel (x, y) of image i = input image i at maps[i](x, y); exact copies where possible, bilinear elsewhere.</summary>
+    Tensor Resample(Tensor x, Affine2D[] maps, int outWidth, int outHeight, PixelContext context)
+    {
+        int n = (int)x.shape[0], inWidth = (int)x.shape[3], inHeight = (int)x.shape[2];
+        var output = empty(n, 3, outHeight, outWidth, dtype: ScalarType.Float32);
+        var interpolated = new List<long>();
+        for (int i = 0; i < n; i++)
+        {
+            if (maps[i].TryAsPixelCopy(inWidth, inHeight, outWidth, outHeight, out var exact))
+                output[i].copy_(PixelCopy(x[i], exact, outWidth, outHeight));
+            else
+                interpolated.Add(i);
+        }
+        if (interpolated.Count == 0) return output;
+
+        var index = tensor(interpolated.ToArray());
+        var part = interpolated.Count == n ? x : x.index_select(0, index);
+        var theta = new float[interpolated.Count * 6];
+        for (int k = 0; k < interpolated.Count; k++)
+        {
+            var m = maps[interpolated[k]];
+            // Pixel-centre coordinates → grid_sample's normalised ones (align_corners=false: −1 and 1 are the outer edges).
+            theta[k * 6 + 0] = (float)(m.A * outWidth / inWidth);
+            theta[k * 6 + 1] = (float)(m.B * outHeight / inWidth);
+            theta[k * 6 + 2] = (float)(2.0 / inWidth * (m.A * (outWidth - 1) / 2.0 + m.B * (outHeight - 1) / 2.0 + m.C) + 1.0 / inWidth - 1);
+            theta[k * 6 + 3] = (float)(m.D * outWidth / inHeight);
+            theta[k * 6 + 4] = (float)(m.E * outHeight / inHeight);
+            theta[k * 6 + 5] = (float)(2.0 / inHeight * (m.D * (outWidth - 1) / 2.0 + m.E * (outHeight - 1) / 2.0 + m.F) + 1.0 / inHeight - 1);
+        }
+        var grid = nn.functional.affine_grid(tensor(theta).view(interpolated.Count, 2, 3), [interpolated.Count, 3, outHeight, outWidth], align_corners: false);
+        var sampled = Sample(part, grid, context);
+        if (interpolated.Count == n) return sampled;
+        return output.index_copy_(0, index, sampled);
+    }
+
+    Tensor Sample(Tensor x, Tensor grid, PixelContext context)
+    {
+        const bool alignCorners = false;
+        var bilinear = GridSampleMode.Bilinear;
+        switch (_pipeline.Fill)
+        {
+            case FillMode.Nearest:
+                return nn.functional.grid_sample(x, grid, bilinear, GridSamplePaddingMode.Border, alignCorners);
+            case FillMode.Reflect:
+                return nn.functional.grid_sample(x, grid, bilinear, GridSamplePaddingMode.Reflection, alignCorners);
+            case FillMode.Constant:
+                // Bilinear sampling is linear and its weights sum to 1 inside the image: sampling (x − v) with zeros
+                // outside and adding v back gives v outside and the plain interpolation inside.
+                float value = (float)_pipeline.FillValue;
+                return nn.functional.grid_sample(x - value, grid, bilinear, GridSamplePaddingMode.Zeros, alignCorners).add_(value);
+            case FillMode.Wrap:
+            {
+                long w = x.shape[3], h = x.shape[2];
+                // Wrap the sampling positions into [−0.5, size − 0.5) and sample an image padded circularly by one
+                // pixel, so that interpolation across the seam reads the opposite edge.
+                var gx = Wrap(grid.select(3, 0), w);
+                var gy = Wrap(grid.select(3, 1), h);
+                var padded = nn.functional.pad(x, [1, 1, 1, 1], PaddingModes.Circular);
+                return nn.functional.grid_sample(padded, stack([gx, gy], 3), bilinear, GridSamplePaddingMode.Border, alignCorners);
+            }
+            default:
+                throw new InvalidOperationException($"Unknown fill mode {_pipeline.Fill}.");
+        }
+
+        static Tensor Wrap(Tensor normalised, long size)
+        {
+            var pixel = normalised * (size / 2.0) + (size - 1) / 2.0;
+            var wrapped = (pixel + 0.5).remainder_(size) - 0.5;
+            return (wrapped + 1) * (2.0 / (size + 2)) + (1.0 / (size + 2) - 1);
+        }
+    }
+
+    /// <summary>out[y, x] = image[D·x + E·y + F, A·x + B·y + C] for an exact (axis-permuting, whole-pixel, in-bounds) map.</summary>
+    static Tensor PixelCopy(Tensor image, Affine2D m, int outWidth, int outHeight)
+    {
+        var source = image;
+        double a = m.A, c = m.C, e = m.E, f = m.F;
+        if (m.A == 0)
+        {
+            // x_in depends on y and y_in on x: transpose, then it is the straight case with the roles swapped.
+            source = image.transpose(1, 2);
+            (a, c, e, f) = (m.D, m.F, m.B, m.C);
+        }
+        var rows = e > 0 ? source.narrow(1, (long)f, outHeight) : source.narrow(1, (long)f - (outHeight - 1), outHeight).flip(1);
+        var both = a > 0 ? rows.narrow(2, (long)c, outWidth) : rows.narrow(2, (long)c - (outWidth - 1), outWidth).flip(2);
+        return both;
+    }
+}
