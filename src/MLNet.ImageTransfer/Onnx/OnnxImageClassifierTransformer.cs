@@ -1,0 +1,208 @@
+using System.Text.Json;
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using Microsoft.ML.Runtime;
+using Microsoft.ML.Transforms.Image;
+using MLNet.ImageTransfer.MLNet.DataViews;
+using MLNet.ImageTransfer.MLNet.Persistence;
+using MLNet.ImageTransfer.Models;
+using MLNet.ImageTransfer.Onnx;
+
+[assembly: ImageTransferModelEntry(typeof(OnnxImageClassifierTransformer), nameof(OnnxImageClassifierTransformer.Format))]
+
+namespace MLNet.ImageTransfer.Onnx;
+
+/// <summary>
+/// A trained image classifier scored by ONNX Runtime: the same columns as <see cref="ImageClassifierTransformer"/>
+/// (<c>Score</c>, probabilities with the class names as slot names; <c>PredictedLabel</c>, a key over the class names),
+/// computed by the exported graph from pixels that <see cref="ManagedImagePreprocessing"/> prepares in plain .NET.
+/// Loading and scoring it never loads libtorch, so a scoring service deploys with Microsoft.ML, ONNX Runtime and this
+/// assembly. Make one with <see cref="OnnxScoring.ToOnnxScoring"/>.
+/// </summary>
+/// <remarks>
+/// Saved inside ML.NET's .zip as <c>columns.json</c>, <c>model.json</c> (the <see cref="ClassifierDescription"/>),
+/// <c>model.onnx</c> and, unless left out, <c>weights.safetensors</c> (torchvision key names), from which
+/// <see cref="ToFittedClassifier"/> rebuilds the TorchSharp network — for explanations or further training; only that
+/// call loads libtorch.
+/// </remarks>
+public sealed class OnnxImageClassifierTransformer : RowMappingTransformer<MLImage, float[]>, IDisposable
+{
+    internal static readonly ModelEntryFormat Format = new("IMGTRANSFER-ONNXCLSFR", "IMGONNXC", version: 1, minReadableVersion: 1, load: Load);
+    const string ColumnsPart = "columns.json";
+    const string DescriptionPart = "model.json";
+    const string OnnxPart = "model.onnx";
+    const string WeightsPart = "weights.safetensors";
+
+    readonly IReadOnlyList<OutputColumn<float[]>> _outputs;
+    readonly byte[] _onnx;
+    readonly byte[]? _weights;
+
+    internal OnnxImageClassifierTransformer(IHostEnvironment env, ClassifierDescription description, byte[] onnx, byte[]? weights,
+        string imageColumnName, string scoreColumnName, string predictedLabelColumnName)
+        : base(env, nameof(OnnxImageClassifierTransformer), imageColumnName)
+    {
+        Description = description;
+        _onnx = onnx;
+        _weights = weights;
+        Model = OnnxImageModel.Load(onnx);
+        if (!Model.TakesRawPixels || !Model.OutputWidths.ContainsKey(OnnxNames.Probabilities))
+            throw new InvalidDataException($"The ONNX model must take '{OnnxNames.Pixels}' and give '{OnnxNames.Probabilities}'; it takes '{Model.InputName}' and gives {string.Join(", ", Model.OutputNames)}.");
+        if (Model.OutputWidths[OnnxNames.Probabilities] != description.ClassNames.Length || Model.ImageSize != description.Preprocessing.ImageSize)
+            throw new InvalidDataException("The ONNX model does not match its description (class count or image size).");
+        ScoreColumnName = scoreColumnName;
+        PredictedLabelColumnName = predictedLabelColumnName;
+        _outputs = ClassificationColumns.Create(description.ClassNames, scoreColumnName, predictedLabelColumnName);
+        ImageTransferModelRegistration.EnsureRegistered(env);
+    }
+
+    /// <summary>Architecture, class names, preprocessing and training history of the classifier.</summary>
+    public ClassifierDescription Description { get; }
+    public IReadOnlyList<string> ClassNames => Description.ClassNames;
+    public string ScoreColumnName { get; }
+    public string PredictedLabelColumnName { get; }
+
+    /// <summary>The ONNX Runtime session.</summary>
+    public OnnxImageModel Model { get; }
+
+    /// <summary>The ONNX model's bytes (e.g. to deploy it elsewhere).</summary>
+    public ReadOnlyMemory<byte> OnnxModel => _onnx;
+
+    /// <summary>Whether the TorchSharp weights were kept (see <see cref="ToFittedClassifier"/>).</summary>
+    public bool HasWeights => _weights is not null;
+
+    protected override IReadOnlyList<OutputColumn<float[]>> OutputColumns => _outputs;
+    protected override int BatchSize => 16;
+
+    protected override void CheckInputColumn(DataViewSchema.Column column)
+    {
+        if (column.Type is not ImageDataViewType)
+            throw new ArgumentException($"Column '{column.Name}' must hold images (from LoadImages), but is {column.Type}.", nameof(column));
+    }
+
+    /// <summary>Class probabilities for each image, in <see cref="ClassNames"/> order.</summary>
+    public float[][] PredictProbabilities(IReadOnlyList<MLImage> images)
+    {
+        ArgumentNullException.ThrowIfNull(images);
+        if (images.Count == 0) return [];
+        int perImage = 3 * Description.Preprocessing.ImageSize * Description.Preprocessing.ImageSize;
+        var pixels = new float[images.Count * perImage];
+        for (int i = 0; i < images.Count; i++)
+            ManagedImagePreprocessing.ToPixels(images[i], Description.Preprocessing, pixels.AsSpan(i * perImage, perImage));
+        return Model.RunRows(pixels, OnnxNames.Probabilities);
+    }
+
+    protected override void Map(ReadOnlySpan<MLImage> inputs, Span<float[]> results)
+    {
+        var present = new List<MLImage>(inputs.Length);
+        var index = new List<int>(inputs.Length);
+        for (int i = 0; i < inputs.Length; i++)
+        {
+            if (inputs[i] is { Width: > 0, Height: > 0 } image) { present.Add(image); index.Add(i); }
+            else results[i] = Enumerable.Repeat(float.NaN, ClassNames.Count).ToArray(); // no image → missing prediction
+        }
+        var probabilities = PredictProbabilities(present);
+        for (int j = 0; j < index.Count; j++) results[index[j]] = probabilities[j];
+    }
+
+    /// <summary>
+    /// Rebuilds the TorchSharp classifier from the kept weights (to explain it, export it differently, or train on).
+    /// This loads libtorch.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The weights were left out when the model was converted.</exception>
+    public FittedClassifier ToFittedClassifier()
+    {
+        if (_weights is null)
+            throw new InvalidOperationException("This ONNX classifier was saved without its TorchSharp weights (keepWeights: false); only scoring is possible.");
+        using var stream = new MemoryStream(_weights, writable: false);
+        return FittedClassifier.Load(Description, stream, source: WeightsPart);
+    }
+
+    protected override void SaveModel(ModelSaveContext ctx)
+    {
+        var columns = new ColumnNames(InputColumnName, ScoreColumnName, PredictedLabelColumnName);
+        var parts = new List<(string, Action<Stream>)>
+        {
+            (ColumnsPart, s => JsonSerializer.Serialize(s, columns)),
+            (DescriptionPart, s => JsonSerializer.Serialize(s, Description, ClassifierDescription.Json)),
+            (OnnxPart, s => s.Write(_onnx)),
+        };
+        if (_weights is not null) parts.Add((WeightsPart, s => s.Write(_weights)));
+        ImageTransferModelFormat.Save(ctx, Format, parts);
+    }
+
+    static ITransformer Load(IHostEnvironment env, LoadedParts parts)
+    {
+        var columns = parts.Read(ColumnsPart, s => JsonSerializer.Deserialize<ColumnNames>(s))
+            ?? throw new InvalidDataException("The ONNX classifier entry has no column names.");
+        // Deserialised here rather than through FittedClassifier.ReadDescription: nothing on this path may touch TorchSharp.
+        var description = parts.Read(DescriptionPart, s => JsonSerializer.Deserialize<ClassifierDescription>(s, ClassifierDescription.Json))
+            ?? throw new InvalidDataException("The ONNX classifier entry has no description.");
+        if (description.FormatVersion is < 1 or > ClassifierDescription.CurrentFormatVersion)
+            throw new InvalidDataException($"The classifier description has format version {description.FormatVersion}; this version reads 1 to {ClassifierDescription.CurrentFormatVersion}. Upgrade MLNet.ImageTransfer to load it.");
+        var onnx = parts.Read(OnnxPart, ReadAll);
+        var weights = parts.Contains(WeightsPart) ? parts.Read(WeightsPart, ReadAll) : null;
+        return new OnnxImageClassifierTransformer(env, description, onnx, weights, columns.Image, columns.Score, columns.PredictedLabel);
+    }
+
+    static byte[] ReadAll(Stream stream)
+    {
+        using var ms = new MemoryStream();
+        stream.CopyTo(ms);
+        return ms.ToArray();
+    }
+
+    public void Dispose() => Model.Dispose();
+
+    sealed record ColumnNames(string Image, string Score, string PredictedLabel);
+}
+
+/// <summary>Turning a trained pipeline into one that scores on ONNX Runtime (deployable without libtorch).</summary>
+public static class OnnxScoring
+{
+    /// <summary>
+    /// A copy of <paramref name="model"/> in which every <see cref="ImageClassifierTransformer"/> is replaced by an
+    /// <see cref="OnnxImageClassifierTransformer"/> of the same classifier (its graph exported with preprocessing and
+    /// BatchNorm folding); every other transformer is kept. Save it with <c>mlContext.Model.Save</c> as usual; loading
+    /// and scoring the saved file (after <c>RegisterImageTransfer()</c>) then never loads libtorch.
+    /// </summary>
+    /// <param name="mlContext">The context the new transformers belong to.</param>
+    /// <param name="model">A fitted or loaded pipeline.</param>
+    /// <param name="keepWeights">Keep the TorchSharp weights inside (default), so that
+    /// <see cref="OnnxImageClassifierTransformer.ToFittedClassifier"/> works; false for the smallest scoring-only file.</param>
+    /// <param name="opset">ONNX opset of the exported graph.</param>
+    public static ITransformer ToOnnxScoring(this MLContext mlContext, ITransformer model, bool keepWeights = true, int opset = OnnxExporter.MinOpset)
+    {
+        ArgumentNullException.ThrowIfNull(mlContext);
+        ArgumentNullException.ThrowIfNull(model);
+        var options = new OnnxExportOptions { Opset = opset, Outputs = OnnxClassifierOutputs.Probabilities };
+        int replaced = 0;
+        var result = Convert(model);
+        if (replaced == 0) throw new InvalidOperationException("The model contains no MLNet.ImageTransfer image classifier to convert.");
+        return result;
+
+        ITransformer Convert(ITransformer t)
+        {
+            switch (t)
+            {
+                case ImageClassifierTransformer c:
+                {
+                    replaced++;
+                    var classifier = c.Classifier;
+                    byte[]? weights = null;
+                    if (keepWeights)
+                    {
+                        using var ms = new MemoryStream();
+                        classifier.SaveWeights(ms);
+                        weights = ms.ToArray();
+                    }
+                    return new OnnxImageClassifierTransformer(mlContext, classifier.Description, OnnxExporter.ExportToBytes(classifier, options), weights,
+                        c.InputColumnName, c.ScoreColumnName, c.PredictedLabelColumnName);
+                }
+                case IEnumerable<ITransformer> chain:
+                    return new TransformerChain<ITransformer>(chain.Select(Convert).ToArray());
+                default:
+                    return t;
+            }
+        }
+    }
+}

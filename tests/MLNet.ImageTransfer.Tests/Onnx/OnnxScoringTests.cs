@@ -1,0 +1,178 @@
+using System.Runtime.CompilerServices;
+using System.Text.Json;
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using MLNet.ImageTransfer.Data;
+using MLNet.ImageTransfer.Onnx;
+using Xunit.Abstractions;
+
+namespace MLNet.ImageTransfer.Tests.Onnx;
+
+/// <summary>
+/// Scoring on ONNX Runtime: a trained pipeline converted with <c>ToOnnxScoring</c> scores like the TorchSharp one,
+/// saves and loads through ML.NET's .zip, and a process that loads and scores it never loads libtorch.
+/// </summary>
+public class OnnxScoringTests(ITestOutputHelper output)
+{
+    public sealed class Row
+    {
+        public string ImagePath { get; set; } = "";
+        public string Label { get; set; } = "";
+    }
+
+    /// <summary>A tiny classifier trained on 48-pixel shapes with 32-pixel preprocessing: scoring resizes (the antialiased path).</summary>
+    static readonly Lazy<(string Root, string TorchZip, string OnnxZip, List<Row> Rows)> Trained = new(() =>
+    {
+        var root = TestData.ShapesFolder(perClass: 8, size: 48);
+        var ml = new MLContext(seed: 1);
+        var all = ImageFolder.Load(ml, root);
+        var model = TestData.Prefix(ml, root)
+            .Append(ml.MulticlassClassification.Trainers.ImageTransfer(TestData.TinyOptions(epochs: 1)))
+            .Append(ml.Transforms.Conversion.MapKeyToValue("PredictedLabel"))
+            .Fit(all);
+        var dir = TestData.NewTempDir("onnx-scoring");
+        var torchZip = Path.Combine(dir, "torchsharp.zip");
+        var onnxZip = Path.Combine(dir, "onnx.zip");
+        ml.Model.Save(model, all.Schema, torchZip);
+        ml.Model.Save(ml.ToOnnxScoring(model), all.Schema, onnxZip);
+        var rows = ml.Data.CreateEnumerable<Row>(all, false).ToList();
+        return (root, torchZip, onnxZip, rows);
+    });
+
+    static List<float[]> Scores(MLContext ml, ITransformer model, IEnumerable<Row> rows)
+        => model.Transform(ml.Data.LoadFromEnumerable(rows.ToList())).GetColumn<float[]>("Score").ToList();
+
+    void AssertClose(List<float[]> expected, List<float[]> actual, double tolerance, string what)
+    {
+        Assert.Equal(expected.Count, actual.Count);
+        double max = expected.Zip(actual, (a, b) => a.Zip(b, (x, y) => Math.Abs((double)x - y)).Max()).Max();
+        output.WriteLine($"{what}: {actual.Count} images, max |score difference| = {max:E2}");
+        Assert.InRange(max, 0, tolerance);
+    }
+
+    [Fact]
+    public void Converted_pipeline_scores_like_torchsharp_and_round_trips_through_the_zip()
+    {
+        var (_, torchZip, onnxZip, rows) = Trained.Value;
+        var ml = new MLContext().RegisterImageTransfer();
+        var torchModel = ml.Model.Load(torchZip, out _);
+        var expected = Scores(ml, torchModel, rows);
+
+        var converted = ml.ToOnnxScoring(torchModel);
+        AssertClose(expected, Scores(ml, converted, rows), 1e-4, "converted in memory");
+
+        var fresh = new MLContext().RegisterImageTransfer();
+        var loaded = fresh.Model.Load(onnxZip, out _);
+        var onnxClassifier = ((IEnumerable<ITransformer>)loaded).SelectMany(t => t is IEnumerable<ITransformer> c ? c : [t])
+            .OfType<OnnxImageClassifierTransformer>().Single();
+        Assert.True(onnxClassifier.HasWeights);
+        AssertClose(expected, Scores(fresh, loaded, rows), 1e-4, "saved and loaded");
+
+        // The same multiclass contract: Evaluate works, with class names.
+        var scored = loaded.Transform(fresh.Data.LoadFromEnumerable(rows)); // the pipeline maps Label to a key itself
+        var metrics = fresh.MulticlassClassification.Evaluate(scored);
+        Assert.Equal(3, metrics.ConfusionMatrix.NumberOfClasses);
+        Assert.Equal(
+            torchModel.Transform(ml.Data.LoadFromEnumerable(rows)).GetColumn<string>("PredictedLabel"),
+            loaded.Transform(fresh.Data.LoadFromEnumerable(rows)).GetColumn<string>("PredictedLabel"));
+
+        // The kept weights rebuild the TorchSharp classifier (for explanations or further training).
+        using var rebuilt = onnxClassifier.ToFittedClassifier();
+        var original = ImageClassificationWorkflow.FindClassifier(torchModel);
+        Assert.Equal(original.ClassNames, rebuilt.ClassNames);
+        var a = original.Network.state_dict();
+        foreach (var (key, tensor) in rebuilt.Network.state_dict()) Assert.True(tensor.eq(a[key]).all().item<bool>(), key);
+    }
+
+    [Fact]
+    public void Scoring_only_file_without_weights_is_smaller_and_says_why_it_cannot_rebuild()
+    {
+        var (_, torchZip, _, rows) = Trained.Value;
+        var ml = new MLContext().RegisterImageTransfer();
+        var torchModel = ml.Model.Load(torchZip, out var schema);
+        var slim = ml.ToOnnxScoring(torchModel, keepWeights: false);
+        var path = Path.Combine(TestData.NewTempDir("onnx-slim"), "slim.zip");
+        ml.Model.Save(slim, schema, path);
+        var loaded = new MLContext().RegisterImageTransfer().Model.Load(path, out _);
+        var onnxClassifier = ((IEnumerable<ITransformer>)loaded).SelectMany(t => t is IEnumerable<ITransformer> c ? c : [t]).OfType<OnnxImageClassifierTransformer>().Single();
+        Assert.False(onnxClassifier.HasWeights);
+        var e = Assert.Throws<InvalidOperationException>(() => onnxClassifier.ToFittedClassifier());
+        Assert.Contains("without its TorchSharp weights", e.Message);
+        Assert.Throws<InvalidOperationException>(() => ml.ToOnnxScoring(ml.Transforms.LoadImages("Image", null, "ImagePath").Fit(ml.Data.LoadFromEnumerable(rows))));
+    }
+
+    [Fact]
+    public void A_scoring_process_never_loads_libtorch()
+    {
+        var (_, torchZip, onnxZip, rows) = Trained.Value;
+        var dir = TestData.NewTempDir("no-libtorch");
+        var rowsPath = Path.Combine(dir, "rows.json");
+        File.WriteAllText(rowsPath, JsonSerializer.Serialize(rows));
+
+        var onnx = RunChild(onnxZip, rowsPath, Path.Combine(dir, "onnx-report.json"));
+        output.WriteLine("native libraries of the ONNX scoring process:\n  " + string.Join("\n  ", onnx.NativeLibraries));
+        Assert.Contains(onnx.NativeLibraries, l => l.Contains("onnxruntime", StringComparison.OrdinalIgnoreCase));
+        Assert.DoesNotContain(onnx.NativeLibraries, IsTorch);
+
+        // Control: the same check sees libtorch in a process scoring the TorchSharp model, so its absence above means something.
+        var torch = RunChild(torchZip, rowsPath, Path.Combine(dir, "torch-report.json"));
+        Assert.Contains(torch.NativeLibraries, IsTorch);
+
+        AssertClose(torch.Scores, onnx.Scores, 1e-4, "fresh processes, ONNX vs TorchSharp");
+    }
+
+    static bool IsTorch(string library) => library.Contains("libtorch", StringComparison.OrdinalIgnoreCase) || library.Contains("LibTorchSharp", StringComparison.OrdinalIgnoreCase);
+
+    ChildReport RunChild(string modelPath, string rowsPath, string reportPath)
+    {
+        var assembly = typeof(OnnxScoringTests).Assembly.Location;
+        var (code, stdout, stderr) = ChildProcess.RunDotnet(["exec", assembly], TimeSpan.FromMinutes(3),
+            new Dictionary<string, string> { [ChildVariable] = JsonSerializer.Serialize(new[] { modelPath, rowsPath, reportPath }) },
+            Path.GetDirectoryName(assembly));
+        Assert.True(code == 0, $"child exited with {code}: {stdout}{stderr}");
+        return JsonSerializer.Deserialize<ChildReport>(File.ReadAllText(reportPath))!;
+    }
+
+    // ---- Child process: load a model, score rows, list the native libraries mapped into the process ---------------
+
+    const string ChildVariable = "MLNET_IMAGETRANSFER_ONNX_SCORING_CHILD";
+
+    public sealed class ChildReport
+    {
+        public List<float[]> Scores { get; set; } = [];
+        public List<string> NativeLibraries { get; set; } = [];
+    }
+
+#pragma warning disable CA2255 // The documented entry of the child process (see Persistence/FreshProcess.cs for the pattern).
+    [ModuleInitializer]
+#pragma warning restore CA2255
+    internal static void RunIfChild()
+    {
+        var arguments = Environment.GetEnvironmentVariable(ChildVariable);
+        if (string.IsNullOrEmpty(arguments)) return;
+        // A foreground thread, not inline: other threads touching this assembly's types would wait for the initializer.
+        new Thread(() =>
+        {
+            int exitCode = 0;
+            try
+            {
+                var args = JsonSerializer.Deserialize<string[]>(arguments)!;
+                var ml = new MLContext().RegisterImageTransfer();
+                var model = ml.Model.Load(args[0], out _);
+                var rows = JsonSerializer.Deserialize<List<Row>>(File.ReadAllText(args[1]))!;
+                var report = new ChildReport { Scores = Scores(ml, model, rows) };
+                report.NativeLibraries = File.ReadLines("/proc/self/maps")
+                    .Select(line => line.Split(' ', StringSplitOptions.RemoveEmptyEntries))
+                    .Where(fields => fields.Length >= 6 && fields[5].Contains(".so"))
+                    .Select(fields => Path.GetFileName(fields[5])).Distinct().Order().ToList();
+                File.WriteAllText(args[2], JsonSerializer.Serialize(report));
+            }
+            catch (Exception e)
+            {
+                Console.Error.WriteLine(e);
+                exitCode = 3;
+            }
+            Environment.Exit(exitCode);
+        }) { IsBackground = false, Name = "onnx scoring child" }.Start();
+    }
+}
