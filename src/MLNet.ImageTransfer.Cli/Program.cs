@@ -7,6 +7,9 @@ var root = new RootCommand("MLNet.ImageTransfer: DenseNet, ResNet and VGG transf
     TrainCommand.Create(),
     EvaluateCommand.Create(),
     PredictCommand.Create(),
+    AugmentCommand.Create(),
     ExplainCommand.Create(),
+    ExportCommand.Create(),
+    WeightsCommand.Create(),
 };
 return await root.Parse(args).InvokeAsync();

@@ -10,9 +10,15 @@ namespace MLNet.ImageTransfer.Cli.Commands;
 internal sealed class TrainingFlags
 {
     public Option<string> Arch { get; } = new("--arch") { Description = $"Architecture: {string.Join(", ", Architectures.Names)}", DefaultValueFactory = _ => "densenet121" };
-    public Option<FileInfo?> Weights { get; } = new("--weights") { Description = "Pretrained weights (safetensors with torchvision key names) to start from" };
+    public Option<FileInfo?> Weights { get; } = new("--weights") { Description = "Pretrained weights to start from: safetensors, PyTorch .pth/.pt, Keras .h5 or ONNX (see 'weights inspect')" };
     public Option<int> ImageSize { get; } = new("--image-size") { Description = "Network input size in pixels", DefaultValueFactory = _ => 224 };
-    public Option<string> Preprocess { get; } = new("--preprocess") { Description = "Preprocessing preset: torchvision, keras-caffe, keras-torch, keras-tf, rescale", DefaultValueFactory = _ => "torchvision" };
+    public Option<string?> Preprocess { get; } = new("--preprocess") { Description = "Preprocessing preset: torchvision, keras-caffe, keras-torch, keras-tf, rescale. Default: the one the --weights were trained with (torchvision without weights)" };
+    public Option<bool> AllowPreprocessMismatch { get; } = new("--allow-preprocess-mismatch") { Description = "Accept a --preprocess that contradicts the weights' source" };
+    public Option<string> Freeze { get; } = new("--freeze") { Description = "none, or backbone (feature extraction: only the head trains)", DefaultValueFactory = _ => "none" };
+    public Option<int?> TrainableBlocks { get; } = new("--trainable-blocks") { Description = "When the backbone trains, only its last K blocks do (VGG block5: 1)" };
+    public Option<double?> LayerDecay { get; } = new("--layer-decay") { Description = "Discriminative learning rates: the block k steps below the head trains at lr × decay^k" };
+    public Option<string?> LrMult { get; } = new("--lr-mult") { Description = "Learning-rate multipliers per layer group, e.g. stem=0.1,layer4=0.5" };
+    public Option<bool> UpdateFrozenBn { get; } = new("--update-frozen-bn") { Description = "Let BatchNorm layers of frozen blocks update their running statistics (default: kept, as Keras)" };
     public Option<int> Epochs { get; } = new("--epochs") { Description = "Passes over the training data", DefaultValueFactory = _ => 10 };
     public Option<int> BatchSize { get; } = new("--batch-size") { Description = "Images per step", DefaultValueFactory = _ => 32 };
     public Option<double> LearningRate { get; } = new("--lr") { Description = "Learning rate", DefaultValueFactory = _ => 1e-3 };
@@ -22,14 +28,18 @@ internal sealed class TrainingFlags
     public Option<int> Seed { get; } = new("--seed") { Description = "Random seed (same seed, same data, CPU → same model)", DefaultValueFactory = _ => 1 };
     public Option<string> Device { get; } = new("--device") { Description = "cpu, cuda or cuda:N", DefaultValueFactory = _ => "cpu" };
     public Option<bool> Quiet { get; } = new("--quiet", "-q") { Description = "One plain line per epoch, no progress bar (for logs and CI)" };
+    public Option<string> Augment { get; } = new("--augment") { Description = "Training augmentation: " + Augmentation.AugmentationSpec.Help, DefaultValueFactory = _ => "none" };
 
-    public IEnumerable<Option> All => [Arch, Weights, ImageSize, Preprocess, Epochs, BatchSize, LearningRate, Optimizer, WeightDecay, FreezeEpochs, Seed, Device, Quiet];
+    public IEnumerable<Option> All => [Arch, Weights, ImageSize, Preprocess, AllowPreprocessMismatch, Epochs, BatchSize, LearningRate, Optimizer, WeightDecay, FreezeEpochs,
+        Freeze, TrainableBlocks, LayerDecay, LrMult, UpdateFrozenBn, Augment, Seed, Device, Quiet];
 
     public ImageTransferTrainer.Options ToOptions(ParseResult r) => new()
     {
         Architecture = r.GetValue(Arch)!,
         Weights = r.GetValue(Weights)?.FullName,
-        Preprocessing = ImagePreprocessing.FromPreset(r.GetValue(Preprocess)!, r.GetValue(ImageSize)),
+        ImageSize = r.GetValue(ImageSize),
+        Preprocessing = r.GetValue(Preprocess) is { } preset ? ImagePreprocessing.FromPreset(preset, r.GetValue(ImageSize)) : null,
+        AllowPreprocessingMismatch = r.GetValue(AllowPreprocessMismatch),
         Epochs = r.GetValue(Epochs),
         BatchSize = r.GetValue(BatchSize),
         LearningRate = r.GetValue(LearningRate),
@@ -41,9 +51,35 @@ internal sealed class TrainingFlags
         },
         WeightDecay = r.GetValue(WeightDecay),
         FrozenEpochs = r.GetValue(FreezeEpochs),
+        FreezeBackbone = r.GetValue(Freeze)!.ToLowerInvariant() switch
+        {
+            "none" => false,
+            "backbone" => true,
+            var f => throw new ArgumentException($"Unknown --freeze '{f}': use none or backbone (and --freeze-epochs / --trainable-blocks for schedules)."),
+        },
+        TrainableBlocks = r.GetValue(TrainableBlocks),
+        LayerLearningRateDecay = r.GetValue(LayerDecay),
+        LearningRateMultipliers = ParseMultipliers(r.GetValue(LrMult)),
+        FreezeBatchNormStatistics = !r.GetValue(UpdateFrozenBn),
+        Augmentation = Augmentation.AugmentationPipeline.Parse(r.GetValue(Augment)!) is { IsEmpty: false } augmentation ? augmentation : null,
         Seed = r.GetValue(Seed),
         Device = r.GetValue(Device)!,
     };
+
+    /// <summary>"stem=0.1,layer4=0.5" → group → multiplier.</summary>
+    static Dictionary<string, double>? ParseMultipliers(string? text)
+    {
+        if (string.IsNullOrWhiteSpace(text)) return null;
+        var result = new Dictionary<string, double>(StringComparer.Ordinal);
+        foreach (var part in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            var kv = part.Split('=', 2, StringSplitOptions.TrimEntries);
+            if (kv.Length != 2 || !double.TryParse(kv[1], System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var value))
+                throw new ArgumentException($"--lr-mult expects GROUP=VALUE pairs separated by commas (e.g. stem=0.1,layer4=0.5), got '{part}'.");
+            result[kv[0]] = value;
+        }
+        return result;
+    }
 }
 
 internal static class Cli

@@ -21,6 +21,14 @@ public static class ImageTensors
     /// </summary>
     public static Tensor ToResizedBytes(MLImage image, ImagePreprocessing preprocessing)
     {
+        using var scope = NewDisposeScope();
+        var resized = ResizeAndCrop(DecodeToFloat(image, preprocessing.Channels), preprocessing);
+        return resized.squeeze(0).round_().clamp_(0, 255).to_type(ScalarType.Byte).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>An ML.NET image as float [1,3,H,W], values 0–255 in <paramref name="channels"/> order, transparency composited over white.</summary>
+    internal static Tensor DecodeToFloat(MLImage image, ChannelOrder channels)
+    {
         ArgumentNullException.ThrowIfNull(image);
         if (image.Width <= 0 || image.Height <= 0) throw new ArgumentException("The image has no pixels.");
         using var scope = NewDisposeScope();
@@ -34,10 +42,8 @@ public static class ImageTensors
         var alpha = hwc.select(2, 3).unsqueeze(2);
         var composited = hwc.narrow(2, 0, 3) + (255f - alpha);
         // Channel indices into the stored BGRA (or RGBA) layout for the requested order.
-        long[] order = (preprocessing.Channels == ChannelOrder.Rgb) ^ isRgba ? RgbFromBgra : BgrFromBgra;
-        var chw = composited.index_select(2, torch.tensor(order)).permute(2, 0, 1).unsqueeze(0);
-        var resized = ResizeAndCrop(chw, preprocessing);
-        return resized.squeeze(0).round_().clamp_(0, 255).to_type(ScalarType.Byte).MoveToOuterDisposeScope();
+        long[] order = (channels == ChannelOrder.Rgb) ^ isRgba ? RgbFromBgra : BgrFromBgra;
+        return composited.index_select(2, torch.tensor(order)).permute(2, 0, 1).unsqueeze(0).MoveToOuterDisposeScope(); // channels-last view, as before
     }
 
     /// <summary>Resize (bilinear, antialiased like PIL/torchvision) and centre-crop a float batch [N,3,H,W].</summary>
@@ -48,15 +54,21 @@ public static class ImageTensors
         if (preprocessing.Resize == ResizeMode.Stretch)
             return h == size && w == size ? nchw.alias() : Interpolate(nchw, size, size);
 
-        int shorter = preprocessing.ResizeShorterSide;
-        // torchvision Resize(int): the shorter side becomes `shorter`, the longer keeps the aspect ratio (truncated).
-        long nh = h <= w ? shorter : (long)(shorter * (double)h / w);
-        long nw = h <= w ? (long)(shorter * (double)w / h) : shorter;
-        using var resized = nh == h && nw == w ? nchw.alias() : Interpolate(nchw, nh, nw);
+        using var resized = ResizeShorterSide(nchw, preprocessing.ResizeShorterSide);
+        long nh = resized.shape[2], nw = resized.shape[3];
         long top = (long)Math.Round((nh - size) / 2.0), left = (long)Math.Round((nw - size) / 2.0);
         if (nh < size || nw < size) // CenterCrop pads when the crop is larger than the image; here we stretch instead.
             return Interpolate(resized, size, size);
         return resized.narrow(2, top, size).narrow(3, left, size).contiguous();
+    }
+
+    /// <summary>torchvision's Resize(int): the shorter side becomes <paramref name="shorter"/>, the longer keeps the aspect ratio (truncated).</summary>
+    internal static Tensor ResizeShorterSide(Tensor nchw, int shorter)
+    {
+        long h = nchw.shape[2], w = nchw.shape[3];
+        long nh = h <= w ? shorter : (long)(shorter * (double)h / w);
+        long nw = h <= w ? (long)(shorter * (double)w / h) : shorter;
+        return nh == h && nw == w ? nchw.alias() : Interpolate(nchw, nh, nw);
     }
 
     static Tensor Interpolate(Tensor nchw, long h, long w)

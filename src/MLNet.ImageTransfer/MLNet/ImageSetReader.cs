@@ -7,8 +7,10 @@ namespace MLNet.ImageTransfer;
 /// <summary>Reads an IDataView's image and label columns into a <see cref="Training.LabeledImageSet"/>, preprocessed.</summary>
 internal static class ImageSetReader
 {
+    // toTensor: how an image becomes the cached tensor; null = ImageTensors.ToResizedBytes with the preprocessing
+    // (augmentation that crops caches training images larger, see Augmentation/AugmentationSource).
     public static Training.LabeledImageSet Read(IDataView data, string imageColumn, string labelColumn, string[] classNames,
-        Data.ImagePreprocessing preprocessing, string what)
+        Data.ImagePreprocessing preprocessing, string what, Func<MLImage, TorchSharp.torch.Tensor>? toTensor = null)
     {
         var schema = data.Schema;
         var image = schema.GetColumnOrNull(imageColumn)
@@ -42,7 +44,7 @@ internal static class ImageSetReader
                 getImage(ref img);
 #pragma warning restore CS8601
                 if (img is null || img.Width == 0 || img.Height == 0) { missingImages++; continue; }
-                set.Add(Data.ImageTensors.ToResizedBytes(img, preprocessing), y);
+                set.Add(toTensor is null ? Data.ImageTensors.ToResizedBytes(img, preprocessing) : toTensor(img), y);
             }
             if (set.Count == 0)
                 throw new InvalidOperationException($"The {what} has no usable rows ({row} rows: {missingLabels} without label, {missingImages} without image).");

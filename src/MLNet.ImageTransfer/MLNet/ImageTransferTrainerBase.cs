@@ -40,6 +40,9 @@ public abstract class ImageTransferTrainerBase<TOptions> : IEstimator<ImageClass
     /// <summary>The history of the last <see cref="Fit"/> (per-epoch losses and accuracies).</summary>
     public TrainingHistory? LastHistory { get; private set; }
 
+    /// <summary>What loading the pretrained weights did in the last <see cref="Fit"/> (null without weights): keys loaded, classifier re-initialised, notes.</summary>
+    public PretrainedLoadResult? LastWeightLoad { get; private set; }
+
     public SchemaShape GetOutputSchema(SchemaShape inputSchema)
     {
         var o = TrainerOptions;
@@ -75,15 +78,23 @@ public abstract class ImageTransferTrainerBase<TOptions> : IEstimator<ImageClass
         var device = ComputeDevice.Resolve(o.Device);
         var preprocessing = o.ResolvePreprocessing();
         var architecture = o.ResolveArchitecture();
+        // Pretrained weights decide the variant to build (Keras files: Keras' conventions). Read before the images, so
+        // that a bad or unsafe file fails fast.
+        using var weights = o.Weights is null ? null : PretrainedWeightFile.Open(o.Weights);
+        if (weights is not null) architecture = weights.Adapt(architecture);
 
-        using var train = ImageSetReader.Read(input, o.ImageColumnName, o.LabelColumnName, classNames, preprocessing, "training data");
+        // Augmentation: the option or an AugmentImages step's mark; crops need the training images cached larger.
+        var augmentation = Augmentation.TrainingAugmentation.Resolve(o.Augmentation, input.Schema[o.ImageColumnName]);
+        using var train = ImageSetReader.Read(input, o.ImageColumnName, o.LabelColumnName, classNames, preprocessing, "training data",
+            Augmentation.AugmentationSource.Reader(preprocessing, augmentation));
         LabeledImageSet? validation = null;
         try
         {
+            LastWeightLoad = null;
             if (o.ValidationSet is not null)
                 validation = ImageSetReader.Read(o.ValidationSet, o.ImageColumnName, o.LabelColumnName, classNames, preprocessing, "validation set");
             else if (o.ValidationFraction > 0)
-                validation = train.Extract(train.StratifiedSample(o.ValidationFraction, new Random(seed)));
+                validation = Augmentation.AugmentationSource.ToEvaluationGeometry(train.Extract(train.StratifiedSample(o.ValidationFraction, new Random(seed))), preprocessing);
 
             ImageClassifierModel network;
             // Initialisation draws from TorchSharp's process-wide generator: seed and build as one step so that
@@ -95,9 +106,13 @@ public abstract class ImageTransferTrainerBase<TOptions> : IEstimator<ImageClass
             }
             try
             {
-                if (o.Weights is not null) PretrainedWeights.LoadInto(network, o.Weights);
+                if (weights is not null)
+                {
+                    LastWeightLoad = PretrainedWeights.Load(network, weights);
+                    weights.Dispose(); // the network holds the values now
+                }
                 network.to(device);
-                LastHistory = ClassifierTrainingLoop.Fit(network, train, validation, preprocessing, o, device, seed);
+                LastHistory = ClassifierTrainingLoop.Fit(network, train, validation, preprocessing, o.WithAugmentation(augmentation), device, seed);
             }
             catch
             {
@@ -106,12 +121,17 @@ public abstract class ImageTransferTrainerBase<TOptions> : IEstimator<ImageClass
             }
             var description = new ClassifierDescription
             {
+                FormatVersion = ClassifierDescription.FormatVersionFor(architecture),
                 ArchitectureName = Architectures.NameOf(architecture),
                 Architecture = architecture,
                 Head = o.Head,
                 ClassNames = classNames,
                 Preprocessing = preprocessing,
                 InitialWeights = o.Weights is null ? null : Path.GetFileName(o.Weights),
+                InitialWeightsSha256 = LastWeightLoad?.Sha256,
+                InitialWeightsFormat = LastWeightLoad?.Format.ToString(),
+                FineTuning = LastHistory.Schedule,
+                Augmentation = augmentation?.ToSpec(),
                 History = LastHistory.Epochs,
                 KeptEpoch = LastHistory.KeptEpoch,
             };

@@ -26,15 +26,25 @@ public abstract class ImageTransferTrainerOptions : TrainingOptions
     /// <summary>Side of the square network input. Default 224 (ignored when <see cref="Preprocessing"/> is set).</summary>
     public int ImageSize { get; set; } = 224;
 
-    /// <summary>Image preprocessing; null uses torchvision's ImageNet preset at <see cref="ImageSize"/>.</summary>
+    /// <summary>
+    /// Image preprocessing. Null (default): the preset the <see cref="Weights"/> were trained with, at
+    /// <see cref="ImageSize"/> — Keras <c>.h5</c>: keras-caffe for VGG and ResNet, keras-torch for DenseNet; PyTorch,
+    /// safetensors and ONNX: torchvision — or torchvision's without weights. An explicit preprocessing that normalises
+    /// differently from the weights' source is an error unless <see cref="AllowPreprocessingMismatch"/> is set.
+    /// </summary>
     public ImagePreprocessing? Preprocessing { get; set; }
+
+    /// <summary>Accept a <see cref="Preprocessing"/> that contradicts the weights' source (for weights trained with a custom normalisation). Default false.</summary>
+    public bool AllowPreprocessingMismatch { get; set; }
 
     /// <summary>Classifier head put on the backbone. Default: the architecture's own classifier with K outputs.</summary>
     public HeadSpec Head { get; set; } = HeadSpec.Default;
 
     /// <summary>
-    /// Pretrained weights to start from (a safetensors file with torchvision key names). The classifier is
-    /// re-initialised when its shape does not fit the number of classes. Null trains from scratch.
+    /// Pretrained weights to start from: safetensors (timm, Hugging Face), PyTorch <c>.pth</c>/<c>.pt</c> (a state dict
+    /// or a training checkpoint), Keras <c>.h5</c> (keras.applications, including "notop" files) or ONNX, recognised by
+    /// content. The backbone must match; the classifier is re-initialised when its shape does not fit the number of
+    /// classes. Keras files build the Keras variant of the architecture (e.g. <c>resnet50_keras</c>). Null trains from scratch.
     /// </summary>
     public string? Weights { get; set; }
 
@@ -53,7 +63,8 @@ public abstract class ImageTransferTrainerOptions : TrainingOptions
     /// <summary>The configuration to build: <see cref="CustomArchitecture"/> or the named variant.</summary>
     internal abstract ArchitectureConfig ResolveArchitecture();
 
-    internal ImagePreprocessing ResolvePreprocessing() => Preprocessing ?? ImagePreprocessing.TorchVision(ImageSize);
+    internal ImagePreprocessing ResolvePreprocessing()
+        => global::MLNet.ImageTransfer.Weights.WeightPreprocessing.Resolve(Preprocessing, ImageSize, Weights, ResolveArchitecture().Family, AllowPreprocessingMismatch);
 
     public override void Validate()
     {

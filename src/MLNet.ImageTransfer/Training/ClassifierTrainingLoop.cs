@@ -25,45 +25,47 @@ public static class ClassifierTrainingLoop
         if (train.Count == 0) throw new InvalidOperationException("The training set is empty.");
         var history = new List<EpochSummary>();
         var random = new Random(seed);
-        var headParameters = new HashSet<IntPtr>(model.LayerGroups.Where(g => g.IsHead).SelectMany(g => g.Parameters()).Select(p => p.Handle));
-        var backbone = model.LayerGroups.Where(g => !g.IsHead).ToArray();
+        var groups = model.LayerGroups;
+        var schedule = FineTuningSchedule.Create(groups, options);
         Dictionary<string, Tensor>? best = null;
         double bestValue = double.NaN;
         int keptEpoch = options.Epochs;
         optim.Optimizer? optimizer = null;
-        TrainingPhase? phase = null;
+        FineTuningPhase? phase = null;
         try
         {
             for (int epoch = 1; epoch <= options.Epochs; epoch++)
             {
                 cancellation.ThrowIfCancellationRequested();
-                var epochPhase = epoch <= options.FrozenEpochs ? TrainingPhase.Frozen : TrainingPhase.FineTune;
-                double lr = epochPhase == TrainingPhase.FineTune && options.FrozenEpochs > 0 ? options.FineTuneLearningRate ?? options.LearningRate : options.LearningRate;
-                if (phase != epochPhase)
+                // Fine-tuning schedule (Training/FineTuning.cs): which layer groups train this epoch, at which rates.
+                var epochPlan = schedule.PhaseOf(epoch);
+                var epochPhase = epochPlan.HeadOnly ? TrainingPhase.Frozen : TrainingPhase.FineTune;
+                double lr = epochPlan.HeadLearningRate;
+                if (!ReferenceEquals(phase, epochPlan))
                 {
-                    // Freezing = no gradients for backbone parameters; the optimiser is rebuilt so it only holds what trains.
-                    foreach (var p in model.parameters())
-                        p.requires_grad = epochPhase == TrainingPhase.FineTune || headParameters.Contains(p.Handle);
+                    // Freezing = no gradients for frozen groups; the optimiser is rebuilt so it only holds what trains.
+                    FineTuningSchedule.ApplyFreezing(model, groups, epochPlan);
                     optimizer?.Dispose();
-                    optimizer = CreateOptimizer(model.parameters().Where(p => p.requires_grad), options, lr);
-                    phase = epochPhase;
+                    optimizer = FineTuningSchedule.CreateOptimizer(model, groups, epochPlan, options);
+                    phase = epochPlan;
                 }
 
                 var stopwatch = Stopwatch.StartNew();
                 model.train();
-                if (epochPhase == TrainingPhase.Frozen && options.FreezeBatchNormStatistics)
-                    foreach (var group in backbone) foreach (var m in group.Modules) m.eval();
+                schedule.ApplyBatchNormFreezing(groups, epochPlan);
 
                 var order = Enumerable.Range(0, train.Count).ToArray();
                 random.Shuffle(order);
                 int steps = (order.Length + options.BatchSize - 1) / options.BatchSize;
+                // Augmentation (training only) runs on background workers, a few batches ahead; seeded per (seed, epoch, batch).
+                using var batches = Augmentation.EpochBatches.Create(train, order, options.BatchSize, options.Augmentation, preprocessing, seed, epoch);
                 double lossSum = 0; long correct = 0;
                 for (int step = 0; step < steps; step++)
                 {
                     cancellation.ThrowIfCancellationRequested();
                     var rows = order.AsSpan(step * options.BatchSize, Math.Min(options.BatchSize, order.Length - step * options.BatchSize));
                     using var scope = NewDisposeScope();
-                    var (bytes, labels) = train.Batch(rows);
+                    var (bytes, labels) = batches.Next();
                     var x = ImageTensors.Normalize(bytes, preprocessing, device);
                     var y = labels.to(device);
                     optimizer!.zero_grad();
@@ -118,7 +120,7 @@ public static class ClassifierTrainingLoop
             foreach (var p in model.parameters()) p.requires_grad = true;
             model.eval();
         }
-        return new TrainingHistory(history, keptEpoch);
+        return new TrainingHistory(history, keptEpoch) { Schedule = schedule };
     }
 
     /// <summary>Mean cross-entropy and accuracy of the model (eval mode) on a set.</summary>
@@ -148,13 +150,6 @@ public static class ClassifierTrainingLoop
         }
         return (lossSum / data.Count, (double)correct / data.Count);
     }
-
-    static optim.Optimizer CreateOptimizer(IEnumerable<Parameter> parameters, TrainingOptions options, double lr) => options.Optimizer switch
-    {
-        OptimizerKind.Adam => optim.Adam(parameters, lr: lr, weight_decay: options.WeightDecay),
-        OptimizerKind.Sgd => optim.SGD(parameters, lr, momentum: options.Momentum, weight_decay: options.WeightDecay),
-        _ => throw new ArgumentOutOfRangeException(nameof(options), options.Optimizer, "Unknown optimizer."),
-    };
 
     static void DisposeAll(Dictionary<string, Tensor>? tensors)
     {

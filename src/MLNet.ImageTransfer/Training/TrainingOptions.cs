@@ -1,3 +1,5 @@
+using MLNet.ImageTransfer.Augmentation;
+
 namespace MLNet.ImageTransfer.Training;
 
 public enum OptimizerKind
@@ -58,6 +60,31 @@ public class TrainingOptions
     /// <summary>While the backbone is frozen, its BatchNorm layers use their running statistics (Keras semantics). Default true.</summary>
     public bool FreezeBatchNormStatistics { get; set; } = true;
 
+    /// <summary>
+    /// Feature extraction: the backbone never trains, only the head does (Keras' <c>base_model.trainable = False</c>;
+    /// seed 001's frozen VGG16). Default false.
+    /// </summary>
+    public bool FreezeBackbone { get; set; }
+
+    /// <summary>
+    /// When the backbone trains, only its last K layer groups do (blocks / stages, counted from the head; see
+    /// <see cref="Models.ImageClassifierModel.LayerGroups"/>): seed 001 fine-tunes VGG16's block5 with K = 1. 0 is
+    /// feature extraction. Null (default): the whole backbone.
+    /// </summary>
+    public int? TrainableBlocks { get; set; }
+
+    /// <summary>
+    /// Discriminative learning rates (timm's layer decay): the backbone group k steps below the head trains at
+    /// rate × decay^k (the last block at rate × decay, the stem lowest). Null (default): one rate for all.
+    /// </summary>
+    public double? LayerLearningRateDecay { get; set; }
+
+    /// <summary>
+    /// Learning-rate multipliers by layer group name (<c>stem</c>, <c>layer4</c>, <c>block5</c>, <c>head</c>…; fastai's
+    /// lr_mult). They override <see cref="LayerLearningRateDecay"/> for the groups they name.
+    /// </summary>
+    public IDictionary<string, double>? LearningRateMultipliers { get; set; }
+
     /// <summary>Which weights to keep at the end when a validation set exists. Default: lowest validation loss.</summary>
     public BestModelMetric KeepBestBy { get; set; } = BestModelMetric.ValidationLoss;
 
@@ -66,6 +93,13 @@ public class TrainingOptions
 
     /// <summary>Compute device: <c>cpu</c>, <c>cuda</c> or <c>cuda:N</c> (CUDA needs the TorchSharp-cuda runtime package). Default cpu.</summary>
     public string Device { get; set; } = "cpu";
+
+    /// <summary>
+    /// Random image augmentation applied to the training images each epoch (flips, rotations, crops, colour, …;
+    /// see <see cref="AugmentationPipeline"/>). Training only: validation, evaluation and prediction never
+    /// augment. Null (default) or empty: none.
+    /// </summary>
+    public AugmentationPipeline? Augmentation { get; set; }
 
     /// <summary>Called after every epoch with its losses and accuracies (Keras' fit line).</summary>
     public Action<EpochSummary>? EpochCompleted { get; set; }
@@ -82,5 +116,19 @@ public class TrainingOptions
         if (Momentum is < 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(Momentum), Momentum, "Momentum must be in [0, 1).");
         if (WeightDecay < 0) throw new ArgumentOutOfRangeException(nameof(WeightDecay), WeightDecay, "Weight decay cannot be negative.");
         if (FrozenEpochs < 0 || FrozenEpochs > Epochs) throw new ArgumentOutOfRangeException(nameof(FrozenEpochs), FrozenEpochs, $"Frozen epochs must be between 0 and Epochs ({Epochs}).");
+        if (TrainableBlocks < 0) throw new ArgumentOutOfRangeException(nameof(TrainableBlocks), TrainableBlocks, "Trainable blocks cannot be negative.");
+        if (LayerLearningRateDecay is { } decay && !(decay > 0 && decay <= 1)) throw new ArgumentOutOfRangeException(nameof(LayerLearningRateDecay), decay, "Layer learning-rate decay must be in (0, 1].");
+        if (LearningRateMultipliers?.FirstOrDefault(kv => !(kv.Value > 0) || double.IsInfinity(kv.Value)) is { Key: not null } bad)
+            throw new ArgumentOutOfRangeException(nameof(LearningRateMultipliers), bad.Value, $"The learning-rate multiplier of '{bad.Key}' must be positive (freeze groups with TrainableBlocks instead).");
+        Augmentation?.Validate();
+    }
+
+    /// <summary>A shallow copy with another <see cref="Augmentation"/> (the trainers use it for augmentation that comes from the pipeline).</summary>
+    internal TrainingOptions WithAugmentation(AugmentationPipeline? augmentation)
+    {
+        if (ReferenceEquals(augmentation, Augmentation)) return this;
+        var copy = (TrainingOptions)MemberwiseClone();
+        copy.Augmentation = augmentation;
+        return copy;
     }
 }
