@@ -22,34 +22,9 @@ public class TorchvisionParityTests(ITestOutputHelper output)
         Assert.InRange(diff, 0, Tolerance);
     }
 
-    public static TheoryData<string> TinyModels => new() { "densenet_tiny", "resnet_tiny_basic", "resnet_tiny_bottleneck", "vgg_tiny", "vgg_tiny_bn" };
+    public static TheoryData<string> TinyModels => new(Fixtures.TinyModelNames);
 
-    static ArchitectureConfig ConfigFromFixture(string json)
-    {
-        using var doc = JsonDocument.Parse(json);
-        var c = doc.RootElement;
-        int[] Ints(string name) => c.GetProperty(name).EnumerateArray().Select(e => e.ValueKind == JsonValueKind.String ? VggConfig.MaxPool : e.GetInt32()).ToArray();
-        return c.GetProperty("family").GetString() switch
-        {
-            "densenet" => new DenseNetConfig(c.GetProperty("growth_rate").GetInt32(), Ints("block_config"), c.GetProperty("num_init_features").GetInt32(),
-                c.GetProperty("bn_size").GetInt32(), c.GetProperty("drop_rate").GetDouble()),
-            "resnet" => new ResNetConfig(c.GetProperty("block").GetString() == "basic" ? ResNetBlock.Basic : ResNetBlock.Bottleneck, Ints("layers"), c.GetProperty("base_width").GetInt32()),
-            "vgg" => new VggConfig(Ints("cfg"), c.GetProperty("batch_norm").GetBoolean(), c.GetProperty("classifier_hidden").GetInt32(), c.GetProperty("avgpool")[0].GetInt32()),
-            var f => throw new InvalidDataException($"unknown family {f}"),
-        };
-    }
-
-    static (ImageClassifierModel Model, SafeTensorsFile Io) Load(string name)
-    {
-        var io = SafeTensors.Read(Fixtures.Path_($"{name}.io.safetensors"));
-        var config = ConfigFromFixture(io.Metadata["config"]);
-        using var weights = SafeTensors.Read(Fixtures.Path_($"{name}.safetensors"));
-        int classes = (int)io.Tensors["logits_eval"].shape[1];
-        var model = config.Build(classes, HeadSpec.Default with { Dropout = 0 });
-        var report = StateDictLoader.Load(model, weights.Tensors, strict: true);
-        Assert.True(report.IsExact, report.Describe());
-        return (model, io);
-    }
+    static (ImageClassifierModel Model, SafeTensorsFile Io) Load(string name) => Fixtures.LoadTinyModel(name);
 
     static double MaxAbsDiff(Tensor a, Tensor b) => (a - b).abs().max().item<float>();
 

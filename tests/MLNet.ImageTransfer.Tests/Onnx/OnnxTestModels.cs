@@ -11,33 +11,14 @@ namespace MLNet.ImageTransfer.Tests.Onnx;
 internal static class OnnxTestModels
 {
     /// <summary>The fixtures of every family: DenseNet, ResNet basic and bottleneck, VGG without and with BatchNorm.</summary>
-    public static readonly string[] FixtureNames = ["densenet_tiny", "resnet_tiny_basic", "resnet_tiny_bottleneck", "vgg_tiny", "vgg_tiny_bn"];
+    public static readonly string[] FixtureNames = Fixtures.TinyModelNames;
 
     /// <summary>A fixture network with torchvision's weights (random, with non-trivial BatchNorm statistics), and its PyTorch inputs/outputs.</summary>
     public static (ImageClassifierModel Model, SafeTensorsFile Io) LoadFixture(string name)
     {
-        var io = SafeTensors.Read(Fixtures.Path_($"{name}.io.safetensors"));
-        var config = ConfigFromFixture(io.Metadata["config"]);
-        using var weights = SafeTensors.Read(Fixtures.Path_($"{name}.safetensors"));
-        var model = config.Build((int)io.Tensors["logits_eval"].shape[1], HeadSpec.Default with { Dropout = 0 });
-        StateDictLoader.Load(model, weights.Tensors, strict: true);
+        var (model, io) = Fixtures.LoadTinyModel(name);
         model.eval();
         return (model, io);
-    }
-
-    static ArchitectureConfig ConfigFromFixture(string json)
-    {
-        using var doc = JsonDocument.Parse(json);
-        var c = doc.RootElement;
-        int[] Ints(string name) => c.GetProperty(name).EnumerateArray().Select(e => e.ValueKind == JsonValueKind.String ? VggConfig.MaxPool : e.GetInt32()).ToArray();
-        return c.GetProperty("family").GetString() switch
-        {
-            "densenet" => new DenseNetConfig(c.GetProperty("growth_rate").GetInt32(), Ints("block_config"), c.GetProperty("num_init_features").GetInt32(),
-                c.GetProperty("bn_size").GetInt32(), c.GetProperty("drop_rate").GetDouble()),
-            "resnet" => new ResNetConfig(c.GetProperty("block").GetString() == "basic" ? ResNetBlock.Basic : ResNetBlock.Bottleneck, Ints("layers"), c.GetProperty("base_width").GetInt32()),
-            "vgg" => new VggConfig(Ints("cfg"), c.GetProperty("batch_norm").GetBoolean(), c.GetProperty("classifier_hidden").GetInt32(), c.GetProperty("avgpool")[0].GetInt32()),
-            var f => throw new InvalidDataException($"unknown family {f}"),
-        };
     }
 
     /// <summary>Builds <paramref name="config"/> with seeded weights and gives every BatchNorm non-trivial statistics and affine parameters.</summary>
