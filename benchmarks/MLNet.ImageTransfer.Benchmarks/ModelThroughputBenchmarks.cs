@@ -8,14 +8,11 @@ namespace MLNet.ImageTransfer.Benchmarks;
 /// <summary>
 /// Images per second of one training step (forward, cross-entropy, backward, Adam step) and of inference (eval mode,
 /// no_grad) for our TorchSharp networks on the CPU. One operation = one batch; divide BatchSize by the mean time for
-/// img/s. Compare with PyTorch on the same machine: DESIGN.md §3 lists Debian PyTorch 1.13's numbers at 2 threads.
+/// img/s (the img/s column does). Side by side with PyTorch on the same machine: the <c>compare</c> mode (benchmarks/RESULTS.md).
 /// </summary>
 [MemoryDiagnoser]
-// In-process: BenchmarkDotNet's generated child project would need the Debian 12 libstdc++ fix applied to its own
-// output folder; the host process already has a working libtorch, and each operation takes milliseconds to seconds.
-[InProcess]
-[WarmupCount(5)]
-[IterationCount(10)]
+// In-process, 5 warm-ups, Full/Quick jobs, img/s column: see SuiteConfig.
+[Config(typeof(SuiteConfig))]
 public class ModelThroughputBenchmarks
 {
     [Params("resnet18", "resnet50", "densenet121", "vgg16")]
@@ -24,7 +21,7 @@ public class ModelThroughputBenchmarks
     [Params(64, 224)]
     public int ImageSize { get; set; }
 
-    [Params(8)]
+    [Params(8, 32)]
     public int BatchSize { get; set; }
 
     ImageClassifierModel _model = null!;

@@ -1,5 +1,15 @@
 using BenchmarkDotNet.Running;
+using MLNet.ImageTransfer.Benchmarks;
+using MLNet.ImageTransfer.Benchmarks.Compare;
 
-// dotnet run -c Release --project benchmarks/MLNet.ImageTransfer.Benchmarks -- --filter '*'        (full jobs)
-// dotnet run -c Release --project benchmarks/MLNet.ImageTransfer.Benchmarks -- --filter '*' --job short
-BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
+// Side by side with PyTorch (writes benchmarks/RESULTS.md; see benchmarks/README.md):
+//   dotnet run -c Release --project benchmarks/MLNet.ImageTransfer.Benchmarks -- compare [--quick]
+// BenchmarkDotNet suite (the full job by default, the quick job with --quick):
+//   dotnet run -c Release --project benchmarks/MLNet.ImageTransfer.Benchmarks -- --filter '*'
+//   dotnet run -c Release --project benchmarks/MLNet.ImageTransfer.Benchmarks -- --filter '*Pipeline*' --quick
+if (args.Length > 0 && args[0] == "compare") return CompareRunner.Run(args[1..]);
+if (args.Length > 0 && args[0] == "load-predict") return CompareRunner.LoadPredictChild(args[1..]);
+
+SuiteConfig.Quick = args.Contains("--quick");
+var summaries = BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args.Where(a => a != "--quick").ToArray());
+return summaries.Any(s => s.HasCriticalValidationErrors || s.Reports.Any(r => !r.Success)) ? 1 : 0;
