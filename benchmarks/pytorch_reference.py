@@ -8,16 +8,18 @@ Run with Debian's interpreter, which has python3-torch (1.13) and python3-torchv
     /usr/bin/python3 benchmarks/pytorch_reference.py load-predict --weights m.pth --image x.jpg --arch resnet50 ...
 
 The .NET runner (``dotnet run -c Release --project benchmarks/MLNet.ImageTransfer.Benchmarks -- compare``) starts
-this script once in ``--worker`` mode and sends it the same cases it runs itself, one at a time, alternating with its
-own side so that both sides see the same machine load. Every case is a JSON object; the reply is one JSON line.
-The script does no statistics beyond collecting raw per-step / per-pass times: the runner computes medians for both
-sides with the same code.
+this script once in ``--worker`` mode and sends it JSON cases, one per line; each reply is one JSON line. For the
+step benchmarks (training step, inference, GEMM) it ``open``s the same step on both sides (model construction and
+``warmup`` >= 5 untimed steps), then alternates short rounds of timed ``steps`` between its own side and this one, so
+that both sides see the same machine while the load of a shared machine drifts; ``close`` drops the step. The other
+cases (data pipeline, end-to-end epoch, load + predict) run whole. The script does no statistics beyond collecting
+raw per-step / per-pass times: the runner computes medians for both sides with the same code (``timed`` runs a step
+benchmark in one go, for standalone use with ``--plan``: warm-up, then enough steps for about ``target_s`` seconds,
+clamped to [min_iters, max_iters]).
 
-The timing rules mirror the .NET side exactly (BenchmarkTiming.cs): ``warmup`` untimed steps (>= 5), then a number of
-timed steps chosen from the median of the last three warm-up steps so that the timed part lasts about
-``target_s`` seconds, clamped to [min_iters, max_iters]. Models are torchvision's own classes with ``num_classes``
-outputs; training is forward + cross-entropy + backward + Adam step on a fixed random batch; inference is eval mode
-under ``torch.no_grad()``.
+Models are torchvision's own classes with ``num_classes`` outputs; training is forward + cross-entropy + backward +
+Adam step on a fixed random batch; inference is eval mode under ``torch.no_grad()``. Threads: ``torch.set_num_threads``
+(``--threads``, default 2) and one inter-op thread, like the .NET side.
 """
 
 import argparse
@@ -66,7 +68,8 @@ def timed_steps(step, case):
     return warm, times
 
 
-def run_model_case(case):
+def make_model_step(case):
+    """A training or inference step of torchvision's model on a fixed random batch: (step, phases list, images per step)."""
     import torch
     import torch.nn.functional as F
     torch.manual_seed(case.get("seed", 0))
@@ -75,7 +78,7 @@ def run_model_case(case):
     x = torch.randn(b, 3, s, s)
     y = torch.randint(0, case["classes"], (b,), dtype=torch.int64)
     phases = []
-    if case["kind"] == "train":
+    if case["step"] == "train":
         model.train()
         opt = torch.optim.Adam(model.parameters(), lr=1e-4)
 
@@ -88,7 +91,7 @@ def run_model_case(case):
             opt.step()
             opt.zero_grad()
             t3 = time.perf_counter()
-            phases.append([t1 - t0, t2 - t1, t3 - t2])
+            phases.append([t1 - t0, t2 - t1, t3 - t2])  # forward (incl. loss), backward, Adam step + zero_grad
             return loss.item()
     else:
         model.eval()
@@ -96,14 +99,11 @@ def run_model_case(case):
         def step():
             with torch.no_grad():
                 return model(x).sum().item()
-    warm, times = timed_steps(step, case)
-    result = {"warmup_s": warm, "times_s": times, "items_per_step": b}
-    if phases:
-        result["phases_s"] = phases[len(warm):]  # forward (incl. loss), backward, Adam step + zero_grad of the timed steps
-    return result
+    return step, phases, b
 
 
-def run_gemm(case):
+def make_gemm_step(case):
+    """C = A·B of n×n fp32 matrices: 2n³ FLOP per step."""
     import torch
     n = case["n"]
     a = torch.randn(n, n)
@@ -112,8 +112,58 @@ def run_gemm(case):
 
     def step():
         torch.mm(a, b, out=out)
+    return step, [], 2.0 * n * n * n
+
+
+STEP_FACTORIES = {"train": make_model_step, "infer": make_model_step, "gemm": make_gemm_step}
+
+
+def run_timed(case):
+    """Warm-up + timed steps in one go (standalone use: --plan)."""
+    step, phases, items = STEP_FACTORIES[case["step"]](case)
     warm, times = timed_steps(step, case)
-    return {"warmup_s": warm, "times_s": times, "flop_per_step": 2.0 * n * n * n}
+    result = {"warmup_s": warm, "times_s": times, "items_per_step": items}
+    if phases:
+        result["phases_s"] = phases[len(warm):]
+    return result
+
+
+# Interleaved measurement: the runner opens a step on both sides, runs their warm-ups, then alternates short rounds of
+# timed steps between the two sides, so that both see the same machine (load drifts over seconds to minutes).
+OPEN = {}
+
+
+def run_open(case):
+    """Builds the step and runs its warm-up steps; keeps it under case['handle'] for 'steps' calls."""
+    step, phases, items = STEP_FACTORIES[case["step"]](case)
+    warm = []
+    for _ in range(case["warmup"]):
+        t = time.perf_counter()
+        step()
+        warm.append(time.perf_counter() - t)
+    del phases[:]
+    OPEN[case["handle"]] = (step, phases)
+    return {"warmup_s": warm, "items_per_step": items}
+
+
+def run_steps(case):
+    """case['n'] timed steps of an opened step (and their phases, for training)."""
+    step, phases = OPEN[case["handle"]]
+    times = []
+    for _ in range(case["n"]):
+        t = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t)
+    result = {"times_s": times}
+    if phases:
+        result["phases_s"] = list(phases)
+        del phases[:]
+    return result
+
+
+def run_close(case):
+    OPEN.pop(case["handle"], None)
+    return {}
 
 
 def image_transforms(size, augment):
@@ -253,9 +303,10 @@ def versions():
 
 
 HANDLERS = {
-    "train": run_model_case,
-    "infer": run_model_case,
-    "gemm": run_gemm,
+    "timed": run_timed,
+    "open": run_open,
+    "steps": run_steps,
+    "close": run_close,
     "pipeline": run_pipeline,
     "e2e": run_e2e,
     "save_model": run_save_model,

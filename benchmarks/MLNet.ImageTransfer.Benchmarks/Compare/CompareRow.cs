@@ -25,8 +25,10 @@ public sealed class CompareRow
     /// <summary>"img/s", "GFLOP/s", "s".</summary>
     public required string Unit { get; init; }
     public bool HigherIsBetter { get; init; } = true;
-    public required Func<Measurement> Ours { get; init; }
-    public required Func<Measurement> Theirs { get; init; }
+    public Func<Measurement> Ours { get; init; } = () => throw new InvalidOperationException("This row measures both sides together.");
+    public Func<Measurement> Theirs { get; init; } = () => throw new InvalidOperationException("This row measures both sides together.");
+    /// <summary>Measures both sides together, interleaved in rounds (step benchmarks); when set, <see cref="Ours"/>/<see cref="Theirs"/> are unused.</summary>
+    public Func<bool, (Measurement Ours, Measurement Theirs)>? Both { get; init; }
     /// <summary>Model FLOP per image (train: 6·MACs, inference: 2·MACs); 0 where MFU does not apply.</summary>
     public double FlopPerItem { get; init; }
     /// <summary>Label of the PyTorch side when it is not the default recipe (e.g. "DataLoader(num_workers=2)").</summary>

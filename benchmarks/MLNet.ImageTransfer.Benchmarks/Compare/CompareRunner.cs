@@ -187,7 +187,8 @@ public static class CompareRunner
         try
         {
             // Alternate which side goes first, so that a slow drift in the machine's load favours neither.
-            if (index % 2 == 0) { ours = row.Ours(); theirs = row.Theirs(); }
+            if (row.Both is not null) (ours, theirs) = row.Both(index % 2 == 0);
+            else if (index % 2 == 0) { ours = row.Ours(); theirs = row.Theirs(); }
             else { theirs = row.Theirs(); ours = row.Ours(); }
         }
         catch (Exception e)
@@ -221,17 +222,20 @@ public static class CompareRunner
 
     public sealed record PeakGemm(double Best, IReadOnlyDictionary<int, double> BySize);
 
-    /// <summary>The machine's peak fp32 GEMM through our libtorch (oneMKL): the best of a few square sizes.</summary>
+    /// <summary>
+    /// The machine's peak fp32 GEMM through our libtorch (oneMKL): for each of a few square sizes the fastest step
+    /// (a peak is an upper bound, so the best step, not the median), and the best size.
+    /// </summary>
     static PeakGemm MeasurePeakGemm(bool quick)
     {
-        var sizes = quick ? new[] { 1024, 2048 } : new[] { 1024, 2048, 3072 };
+        var sizes = quick ? new[] { 1024, 2048 } : new[] { 1024, 1536, 2048, 3072 };
         var rule = new TimingRule(5, 5, 20, quick ? 1.0 : 3.0);
         var results = new Dictionary<int, double>();
         foreach (var n in sizes)
         {
             using var gemm = new GemmStep(n);
             var times = StepTimer.Run(gemm.Step, rule, gemm.FlopPerStep);
-            results[n] = times.Throughput / 1e9;
+            results[n] = gemm.FlopPerStep / times.Seconds.Min() / 1e9;
         }
         return new PeakGemm(results.Values.Max(), results);
     }
@@ -276,8 +280,8 @@ public static class CompareRunner
             plan.Rows.Add(new CompareRow
             {
                 Kind = RowKind.Gemm, Name = "GEMM fp32 1024×1024·1024×1024", Unit = "GFLOP/s",
-                Ours = () => { using var g = new GemmStep(1024); return FromSteps(StepTimer.Run(g.Step, rule, g.FlopPerStep), 1e-9); },
-                Theirs = () => FromPython(py.Run(Case("gemm", rule, new() { ["n"] = 1024 })), 1e-9, "flop_per_step"),
+                Both = oursFirst => Interleaved(() => { var g = new GemmStep(1024); return new OurStep(g.Step, g.FlopPerStep, null, g); },
+                    new JsonObject { ["step"] = "gemm", ["n"] = 1024 }, py, rule, oursFirst, 1e-9),
             });
 
             foreach (bool training in new[] { true, false })
@@ -297,20 +301,14 @@ public static class CompareRunner
                                 Kind = training ? RowKind.Train : RowKind.Inference, Name = name, Architecture = arch, ImageSize = s, BatchSize = b,
                                 Unit = "img/s",
                                 FlopPerItem = training ? ModelFlops.TrainFlopPerImage(macs[(arch, s)]) : ModelFlops.InferenceFlopPerImage(macs[(arch, s)]),
-                                Ours = () =>
-                                {
-                                    using var step = new ModelStep(arch, s, b, training, Classes);
-                                    var m = FromSteps(StepTimer.Run(() => step.Step(), rule, b));
-                                    return training ? m with { Parts = TrainingParts(step.Phases.Skip(rule.Warmup).Select(p => new[] { p.Forward, p.Backward, p.Optimizer }).ToList()) } : m;
-                                },
-                                Theirs = () =>
-                                {
-                                    var r = py.Run(Case(kind, rule, new() { ["arch"] = arch, ["size"] = s, ["batch"] = b, ["classes"] = Classes }));
-                                    var m = FromPython(r);
-                                    return r["phases_s"] is JsonArray phases
-                                        ? m with { Parts = TrainingParts(phases.Select(p => PyTorchWorker.Doubles(p)).ToList()) }
-                                        : m;
-                                },
+                                Both = oursFirst => Interleaved(() =>
+                                    {
+                                        var step = new ModelStep(arch, s, b, training, Classes);
+                                        return new OurStep(() => step.Step(), b,
+                                            training ? () => step.Phases.Select(p => new[] { p.Forward, p.Backward, p.Optimizer }).ToList() : null, step);
+                                    },
+                                    new JsonObject { ["step"] = kind, ["arch"] = arch, ["size"] = s, ["batch"] = b, ["classes"] = Classes, ["seed"] = 0 },
+                                    py, rule, oursFirst),
                             });
                         }
 
@@ -325,12 +323,13 @@ public static class CompareRunner
                         {
                             Kind = RowKind.Onnx, Name = $"Infer {arch} {s}² b{b}, ours via ONNX Runtime", Architecture = arch, ImageSize = s, BatchSize = b,
                             Unit = "img/s", FlopPerItem = ModelFlops.InferenceFlopPerImage(macs[(arch, s)]),
-                            Ours = () =>
-                            {
-                                using var step = new OrtStep(arch, s, b, o.Threads, Classes);
-                                return FromSteps(StepTimer.Run(() => step.Step(), rule, b));
-                            },
-                            Theirs = () => FromPython(py.Run(Case("infer", rule, new() { ["arch"] = arch, ["size"] = s, ["batch"] = b, ["classes"] = Classes }))),
+                            Both = oursFirst => Interleaved(() =>
+                                {
+                                    var step = new OrtStep(arch, s, b, o.Threads, Classes);
+                                    return new OurStep(() => step.Step(), b, null, step);
+                                },
+                                new JsonObject { ["step"] = "infer", ["arch"] = arch, ["size"] = s, ["batch"] = b, ["classes"] = Classes, ["seed"] = 0 },
+                                py, rule, oursFirst),
                         });
                     }
 
@@ -475,15 +474,69 @@ public static class CompareRunner
             })),
         };
 
-        static JsonObject Case(string kind, TimingRule rule, JsonObject fields)
+    }
+
+    /// <summary>Our side of an interleaved step benchmark: the step, what one step processes, its phase times so far (training), and what to dispose.</summary>
+    sealed record OurStep(Action Step, double ItemsPerStep, Func<List<double[]>>? Phases, IDisposable Owner);
+
+    const int Rounds = 4;
+
+    /// <summary>
+    /// A step benchmark with both sides interleaved: both build their step and run the warm-up steps, each side's
+    /// number of timed steps comes from its own warm-up (the same <see cref="TimingRule"/>), and the timed steps run
+    /// in <see cref="Rounds"/> alternating rounds (ours, theirs, theirs, ours, …), so that both sides sample the same
+    /// stretch of machine time.
+    /// </summary>
+    static (Measurement Ours, Measurement Theirs) Interleaved(Func<OurStep> createOurs, JsonObject theirCase, PyTorchWorker py, TimingRule rule, bool oursFirst, double scale = 1)
+    {
+        string handle = Guid.NewGuid().ToString("N");
+        var ours = createOurs();
+        try
         {
-            var c = new JsonObject
+            var ourWarm = new double[rule.Warmup];
+            JsonObject opened = null!;
+            void WarmOurs() { for (int i = 0; i < ourWarm.Length; i++) ourWarm[i] = StepTimer.Time(ours.Step); }
+            void OpenTheirs()
             {
-                ["kind"] = kind, ["warmup"] = rule.Warmup, ["min_iters"] = rule.MinIterations, ["max_iters"] = rule.MaxIterations,
-                ["target_s"] = rule.TargetSeconds, ["seed"] = 0,
-            };
-            foreach (var (k, v) in fields) c[k] = v?.DeepClone();
-            return c;
+                var c = (JsonObject)theirCase.DeepClone();
+                c["kind"] = "open"; c["handle"] = handle; c["warmup"] = rule.Warmup;
+                opened = py.Run(c);
+            }
+            if (oursFirst) { WarmOurs(); OpenTheirs(); } else { OpenTheirs(); WarmOurs(); }
+            var theirWarm = PyTorchWorker.Doubles(opened["warmup_s"]);
+            double theirItems = opened["items_per_step"]!.GetValue<double>();
+            int ourPerRound = (int)Math.Ceiling(rule.TimedSteps(ourWarm) / (double)Rounds);
+            int theirPerRound = (int)Math.Ceiling(rule.TimedSteps(theirWarm) / (double)Rounds);
+            int ourPhaseStart = ours.Phases?.Invoke().Count ?? 0;
+
+            var ourTimes = new List<double>();
+            var theirTimes = new List<double>();
+            var theirPhases = new List<double[]>();
+            for (int round = 0; round < Rounds; round++)
+            {
+                bool oursNow = (round % 2 == 0) == oursFirst;
+                for (int side = 0; side < 2; side++, oursNow = !oursNow)
+                {
+                    if (oursNow)
+                        for (int i = 0; i < ourPerRound; i++) ourTimes.Add(StepTimer.Time(ours.Step));
+                    else
+                    {
+                        var r = py.Run(new JsonObject { ["kind"] = "steps", ["handle"] = handle, ["n"] = theirPerRound });
+                        theirTimes.AddRange(PyTorchWorker.Doubles(r["times_s"]));
+                        if (r["phases_s"] is JsonArray phases) theirPhases.AddRange(phases.Select(p => PyTorchWorker.Doubles(p)));
+                    }
+                }
+            }
+            var ourM = FromSteps(new StepTimes(ourWarm, ourTimes.ToArray(), ours.ItemsPerStep), scale);
+            var theirM = FromSteps(new StepTimes(theirWarm, theirTimes.ToArray(), theirItems), scale);
+            if (ours.Phases is not null) ourM = ourM with { Parts = TrainingParts(ours.Phases().Skip(ourPhaseStart).ToList()) };
+            if (theirPhases.Count > 0) theirM = theirM with { Parts = TrainingParts(theirPhases) };
+            return (ourM, theirM);
+        }
+        finally
+        {
+            ours.Owner.Dispose();
+            try { py.Run(new JsonObject { ["kind"] = "close", ["handle"] = handle }); } catch (InvalidOperationException) { }
         }
     }
 

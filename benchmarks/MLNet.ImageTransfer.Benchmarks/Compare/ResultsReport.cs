@@ -47,7 +47,7 @@ public sealed record ResultsReport
         foreach (var (k, v) in Machine) sb.AppendLine($"- **{k}**: {v}");
         sb.AppendLine($"- **PyTorch side**: {PyTorch}");
         sb.AppendLine($"- **Peak fp32 GEMM through libtorch** (the physical limit used for MFU): **{PeakGflops:F1} GFLOP/s** "
-            + $"(TorchSharp's libtorch/oneMKL, square n×n·n×n, best of: {string.Join(", ", Peak.BySize.Select(p => $"n={p.Key} {p.Value:F1}"))} at the start; "
+            + $"(TorchSharp's libtorch/oneMKL, square n×n·n×n, fastest step per size: {string.Join(", ", Peak.BySize.Select(p => $"n={p.Key} {p.Value:F1}"))} at the start; "
             + $"{string.Join(", ", PeakAfter.BySize.Select(p => $"n={p.Key} {p.Value:F1}"))} at the end).");
         var others = Rows.Where(r => !double.IsNaN(r.OthersCpu)).Select(r => r.OthersCpu).ToArray();
         sb.AppendLine($"- **Load**: /proc/loadavg {LoadBefore} before, {LoadAfter} after (the benchmark itself adds about {Options.Threads}). "
@@ -125,11 +125,13 @@ public sealed record ResultsReport
 
         sb.AppendLine("## Method");
         sb.AppendLine();
-        sb.AppendLine($"- Both sides run in one invocation, row by row, alternating which side goes first; the PyTorch side is a long-lived "
-            + $"`{Path.GetFileName(Options.Python)} benchmarks/pytorch_reference.py --worker` process (idle while ours runs), ours runs in the runner's process.");
-        sb.AppendLine($"- Training/inference steps: {Rule.Warmup} untimed warm-up steps, then as many timed steps as fill about {Rule.TargetSeconds:0.#} s "
-            + $"(at least {Rule.MinIterations}, at most {Rule.MaxIterations}); the table shows images per second at the **median** step. "
-            + "Training step = train mode, forward, cross-entropy, backward, Adam (lr 1e-4) step on a fixed random batch, 10 classes; inference = eval mode, no_grad, forward. "
+        sb.AppendLine($"- Both sides run in one invocation, row by row; the PyTorch side is a long-lived "
+            + $"`{Path.GetFileName(Options.Python)} benchmarks/pytorch_reference.py --worker` process (idle while ours runs), ours runs in the runner's process. "
+            + "Rows alternate which side goes first.");
+        sb.AppendLine($"- Step rows (GEMM, training, inference, ONNX Runtime): both sides build their step and run {Rule.Warmup} untimed warm-up steps; each side then runs as many timed steps "
+            + $"as fill about {Rule.TargetSeconds:0.#} s by its own warm-up estimate (at least {Rule.MinIterations}, at most {Rule.MaxIterations}), split into 4 rounds that alternate between the sides "
+            + "(ours, PyTorch, PyTorch, ours, …) so that both sample the same stretch of machine time; the table shows images per second at the **median** step. "
+            + "Training step = train mode, forward, cross-entropy, backward, Adam (lr 1e-4) step + zero_grad on a fixed random batch, 10 classes; inference = eval mode, no_grad, forward. "
             + "Models: ours are the library's TorchSharp modules, PyTorch's are torchvision's classes (same layers and state_dict keys).");
         sb.AppendLine($"- Data: {Dataset}. Pipeline rows: ours = ML.NET `LoadImages` + the library's `torchvision` preset geometry (resize shorter side to size/0.875, centre crop) "
             + "cached as uint8 (what the trainer does once), then batches stacked and normalised; PyTorch = `torchvision.datasets.ImageFolder` with `Resize`, `CenterCrop`, `ToTensor`, `Normalize` "
@@ -146,6 +148,8 @@ public sealed record ResultsReport
             ? $"- ONNX Runtime rows: our network exported by the library's ONNX exporter (normalised input, BatchNorm folded), run by Microsoft.ML.OnnxRuntime {OrtVersion} "
               + "(CPU provider, all graph optimisations, the same intra-op threads, 1 inter-op thread), against the same PyTorch eager inference as the TorchSharp rows."
             : $"- No ONNX Runtime rows: {OrtUnavailable}.");
+        sb.AppendLine("- MFU can pass 100% where a library computes a layer with fewer multiplications than the nominal count (Winograd 3×3 convolutions in oneDNN and ONNX Runtime), "
+            + "and where the peak GEMM of this run came out low; it is a utilisation estimate against one measured GEMM rate, not a hardware counter.");
         sb.AppendLine();
         sb.AppendLine("Reproduce (Debian 12, .NET 10 SDK, `apt-get install python3-torch python3-torchvision`):");
         sb.AppendLine();
