@@ -1,3 +1,4 @@
+using MLNet.ImageTransfer.Engine;
 using Microsoft.ML.Data;
 using MLNet.ImageTransfer.Data;
 using MLNet.ImageTransfer.Training;
@@ -44,7 +45,7 @@ internal static class AugmentationSource
         if (nh < sourceSize || nw < sourceSize || top < 0 || left < 0 || top + sourceSize > nh || left + sourceSize > nw)
             throw new InvalidOperationException($"Internal error: a {sourceSize}-pixel training source does not fit the {nw}×{nh} resized image.");
         var square = resized.narrow(2, top, sourceSize).narrow(3, left, sourceSize);
-        return square.squeeze(0).round_().clamp_(0, 255).to_type(ScalarType.Byte).MoveToOuterDisposeScope();
+        return square.squeeze(0).round_().clamp_(TorchScalars.Zero, TorchScalars.ByteMax).to_type(ScalarType.Byte).MoveToOuterDisposeScope(); // rooted scalars: Engine/TorchScalars.cs
     }
 
     /// <summary>

@@ -1,4 +1,5 @@
 using Microsoft.ML.Data;
+using MLNet.ImageTransfer.Engine;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -23,7 +24,7 @@ public static class ImageTensors
     {
         using var scope = NewDisposeScope();
         var resized = ResizeAndCrop(DecodeToFloat(image, preprocessing.Channels), preprocessing);
-        return resized.squeeze(0).round_().clamp_(0, 255).to_type(ScalarType.Byte).MoveToOuterDisposeScope();
+        return resized.squeeze(0).round_().clamp_(TorchScalars.Zero, TorchScalars.ByteMax).to_type(ScalarType.Byte).MoveToOuterDisposeScope();
     }
 
     /// <summary>An ML.NET image as float [1,3,H,W], values 0–255 in <paramref name="channels"/> order, transparency composited over white.</summary>
@@ -40,7 +41,8 @@ public static class ImageTensors
         var hwc = raw.to_type(ScalarType.Float32);
         bool isRgba = image.PixelFormat == MLPixelFormat.Rgba32;
         var alpha = hwc.select(2, 3).unsqueeze(2);
-        var composited = hwc.narrow(2, 0, 3) + (255f - alpha);
+        // c + (255 − a), with rooted scalars (Engine/TorchScalars.cs: implicit temporaries can be finalized mid-call).
+        var composited = hwc.narrow(2, 0, 3).sub(alpha).add_(TorchScalars.ByteMax, TorchScalars.One);
         // Channel indices into the stored BGRA (or RGBA) layout for the requested order.
         long[] order = (channels == ChannelOrder.Rgb) ^ isRgba ? RgbFromBgra : BgrFromBgra;
         return composited.index_select(2, torch.tensor(order)).permute(2, 0, 1).unsqueeze(0).MoveToOuterDisposeScope(); // channels-last view, as before
@@ -82,6 +84,7 @@ public static class ImageTensors
         var x = batch.to(ScalarType.Float32, device ?? batch.device);
         var mean = torch.tensor(preprocessing.Mean, device: x.device).view(1, 3, 1, 1);
         var std = torch.tensor(preprocessing.Std, device: x.device).view(1, 3, 1, 1);
-        return x.mul(preprocessing.Scale).sub_(mean).div_(std).MoveToOuterDisposeScope();
+        using var scale = preprocessing.Scale.ToScalar(); // kept alive to the end of the call (Engine/TorchScalars.cs)
+        return x.mul(scale).sub_(mean).div_(std).MoveToOuterDisposeScope();
     }
 }

@@ -1,3 +1,4 @@
+using MLNet.ImageTransfer.Engine;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -124,7 +125,7 @@ public sealed class ResNet : ImageClassifierModel
             using var c2 = _conv2.call(r1);
             using var n2 = _bn2.call(c2);
             using var identity = _downsample is null ? x.alias() : _downsample.call(x);
-            using var sum = n2.add(identity);
+            using var sum = n2.add(identity, TorchScalars.One); // rooted alpha: Engine/TorchScalars.cs
             return nn.functional.relu(sum);
         }
     }
@@ -168,7 +169,7 @@ public sealed class ResNet : ImageClassifierModel
             using var c3 = _conv3.call(r2);
             using var n3 = _bn3.call(c3);
             using var identity = _downsample is null ? x.alias() : _downsample.call(x);
-            using var sum = n3.add(identity);
+            using var sum = n3.add(identity, TorchScalars.One);
             return nn.functional.relu(sum);
         }
     }
