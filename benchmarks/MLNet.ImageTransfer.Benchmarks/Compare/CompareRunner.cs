@@ -1,3 +1,4 @@
+using MLNet.ImageTransfer.Engine;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
@@ -100,6 +101,9 @@ public static class CompareRunner
 
         torch.set_num_threads(o.Threads);
         torch.set_num_interop_threads(1);
+        // What the library's trainers do on CPU before training (Engine/NativeAllocator.cs); the whole runner process
+        // gets it, so every "ours" row, inference included, runs with it. The PyTorch side runs with glibc's defaults.
+        NativeAllocator.TuneForTraining();
         Console.WriteLine($"compare{(o.Quick ? " --quick" : "")}: {o.Threads} threads, load average {loadBefore}; PyTorch worker {o.Python} {script}");
 
         var work = JpegFolder.TempDirectory("mlnet-imagetransfer-bench");

@@ -26,6 +26,9 @@ public static class MachineInfo
             ("Memory", mem),
             ("OS", $"{os}, kernel {ReadOr("/proc/sys/kernel/osrelease", "?").Trim()}"),
             (".NET", RuntimeInformation.FrameworkDescription + $" ({RuntimeInformation.ProcessArchitecture}), Server GC: {System.Runtime.GCSettings.IsServerGC}"),
+            ("glibc malloc (our side)", global::MLNet.ImageTransfer.Engine.NativeAllocator.IsTuned
+                ? "tuned by the library as its trainers do (M_MMAP_MAX 0, M_TRIM_THRESHOLD max: freed activations stay in the process); the PyTorch side runs with glibc's defaults"
+                : "glibc's defaults (the library's tuning was off or unavailable)"),
             ("TorchSharp", $"{Version(typeof(torch).Assembly)} with libtorch {PackageVersion("libtorch-cpu-linux-x64") ?? PackageVersion("libtorch-cpu") ?? "?"} (CPU; oneMKL BLAS, oneDNN convolutions, OpenMP)"),
             ("ML.NET / SkiaSharp", $"{Version(typeof(Microsoft.ML.MLContext).Assembly)} / {Version(typeof(SkiaSharp.SKBitmap).Assembly)}"),
         ];

@@ -76,6 +76,7 @@ public abstract class ImageTransferTrainerBase<TOptions> : IEstimator<ImageClass
 
         int seed = o.Seed ?? _host.Rand.Next();
         var device = ComputeDevice.Resolve(o.Device);
+        if (device.type == DeviceType.CPU) NativeAllocator.TuneForTraining(); // Engine/NativeAllocator.cs: no page faults per step
         var preprocessing = o.ResolvePreprocessing();
         var architecture = o.ResolveArchitecture();
         // Pretrained weights decide the variant to build (Keras files: Keras' conventions). Read before the images, so
