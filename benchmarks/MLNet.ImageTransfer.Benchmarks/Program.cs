@@ -9,6 +9,10 @@ using MLNet.ImageTransfer.Benchmarks.Compare;
 //   dotnet run -c Release --project benchmarks/MLNet.ImageTransfer.Benchmarks -- --filter '*Pipeline*' --quick
 if (args.Length > 0 && args[0] == "compare") return CompareRunner.Run(args[1..]);
 if (args.Length > 0 && args[0] == "load-predict") return CompareRunner.LoadPredictChild(args[1..]);
+// ONNX Runtime vs TorchSharp for scoring, saved-model start-up, frozen-backbone epochs (writes benchmarks/results/DEPLOYMENT.md):
+//   dotnet run -c Release --project benchmarks/MLNet.ImageTransfer.Benchmarks -- deploy [--quick]
+if (args.Length > 0 && args[0] == "deploy") return MLNet.ImageTransfer.Benchmarks.Deployment.DeploymentRunner.Run(args[1..]);
+if (args.Length > 0 && args[0] == "probe-infer") return MLNet.ImageTransfer.Benchmarks.Deployment.DeploymentRunner.ProbeInference(args[1..]);
 
 SuiteConfig.Quick = args.Contains("--quick");
 var summaries = BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args.Where(a => a != "--quick").ToArray());

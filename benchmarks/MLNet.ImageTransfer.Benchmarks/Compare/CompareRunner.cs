@@ -633,9 +633,14 @@ public static class CompareRunner
             return 2;
         }
         var sinceStart = DateTime.Now - Process.GetCurrentProcess().StartTime;
-        if (threads > 0) torch.set_num_threads(threads);
+        // No torch.set_num_threads here: touching TorchSharp would map libtorch even when scoring runs on ONNX Runtime.
+        _ = threads;
         var (load, predict, predicted) = LibraryWorkloads.LoadAndPredictOnce(model, image);
-        Console.WriteLine(JsonSerializer.Serialize(new { ok = true, startup_s = sinceStart.TotalSeconds, load_s = load, predict_s = predict, predicted }));
+        Console.WriteLine(JsonSerializer.Serialize(new
+        {
+            ok = true, startup_s = sinceStart.TotalSeconds, load_s = load, predict_s = predict, predicted,
+            peak_rss_kb = Deployment.DeploymentRunner.ProcStatusKb("VmHWM"), libtorch_mapped = Deployment.DeploymentRunner.LibTorchMapped(),
+        }));
         return 0;
     }
 }
