@@ -158,11 +158,19 @@ public static class ImageClassificationWorkflow
         return files.Count > 0 ? files : throw new InvalidDataException($"Folder '{imageOrFolder}' contains no images.");
     }
 
-    /// <summary>The training history saved inside a fitted or loaded model, or null when it has none.</summary>
+    /// <summary>
+    /// The training history saved inside a fitted or loaded model (TorchSharp or ONNX-scored classifier), or null when
+    /// it has none.
+    /// </summary>
     public static TrainingHistory? HistoryOf(ITransformer model)
     {
-        var description = FindClassifier(model).Description;
-        if (description.History is not { Count: > 0 } epochs) return null;
+        var description = Parts(model).Select(p => p switch
+        {
+            ImageClassifierTransformer c => c.Classifier.Description,
+            Onnx.OnnxImageClassifierTransformer o => o.Description,
+            _ => null,
+        }).OfType<Models.ClassifierDescription>().FirstOrDefault();
+        if (description?.History is not { Count: > 0 } epochs) return null;
         return new TrainingHistory(epochs, description.KeptEpoch ?? epochs[^1].Epoch) { Schedule = description.FineTuning };
     }
 
@@ -194,14 +202,20 @@ public static class ImageClassificationWorkflow
     /// <summary>The trained classifier inside a fitted or loaded pipeline (for explanations, export, inspection).</summary>
     public static Models.FittedClassifier FindClassifier(ITransformer model)
     {
-        IEnumerable<ITransformer> parts = model is IEnumerable<ITransformer> chain ? chain : [model];
-        var found = parts.SelectMany(p => p is IEnumerable<ITransformer> nested ? nested : [p]).OfType<ImageClassifierTransformer>().ToList();
+        var found = Parts(model).OfType<ImageClassifierTransformer>().ToList();
         return found.Count switch
         {
             1 => found[0].Classifier,
             0 => throw new InvalidOperationException("The model contains no MLNet.ImageTransfer image classifier."),
             _ => throw new InvalidOperationException($"The model contains {found.Count} image classifiers; pick one from the chain."),
         };
+    }
+
+    /// <summary>The transformers of a chain, one level of nested chains flattened.</summary>
+    static IEnumerable<ITransformer> Parts(ITransformer model)
+    {
+        IEnumerable<ITransformer> parts = model is IEnumerable<ITransformer> chain ? chain : [model];
+        return parts.SelectMany(p => p is IEnumerable<ITransformer> nested ? nested : [p]);
     }
 
     static string[] ScoreSlotNames(DataViewSchema schema, string scoreColumn = "Score")
