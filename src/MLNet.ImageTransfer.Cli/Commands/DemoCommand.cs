@@ -54,6 +54,9 @@ internal static class DemoCommand
             var modelPath = Path.Combine(root, "shapes-model.zip");
             trained.Save(ml, modelPath);
             Console.WriteLine($"Saved {modelPath} ({new FileInfo(modelPath).Length / 1024} KiB)");
+            var reportDir = Path.Combine(root, "report");
+            var written = report.Save(reportDir, trained.History).Concat(Reporting.TrainingHistoryFiles.SaveNextToModel(trained.History, modelPath));
+            Console.WriteLine($"Wrote the validation report and training curves: {string.Join(", ", written.Select(f => Path.GetRelativePath(root, f)))}");
 
             // A new MLContext, as a scoring service would have: load the .zip and predict a few images.
             var scoring = Cli.NewContext();

@@ -1,6 +1,5 @@
 using System.CommandLine;
-using System.Globalization;
-using MLNet.ImageTransfer.Data;
+using MLNet.ImageTransfer.Reporting;
 
 namespace MLNet.ImageTransfer.Cli.Commands;
 
@@ -11,44 +10,22 @@ internal static class PredictCommand
         var model = new Option<FileInfo>("--model") { Description = "Trained model (.zip)", Required = true };
         var input = new Argument<string>("path") { Description = "An image file, or a folder whose images (recursively) are all predicted" };
         var top = new Option<int>("--top") { Description = "How many classes to show per image", DefaultValueFactory = _ => 3 };
-        var csv = new Option<FileInfo?>("--csv") { Description = "Also write the predictions to this CSV file" };
+        top.Validators.Add(v => { if (v.GetValue(top) < 1) v.AddError("--top must be at least 1."); });
+        var csv = new Option<FileInfo?>("--csv") { Description = "Also write the predictions to this CSV file: path,class1,probability1,…,classK,probabilityK (most probable first)" };
         var command = new Command("predict", "Predict the class of an image or of every image in a folder") { model, input, top, csv };
         command.SetAction(r => Cli.Run(() =>
         {
             var path = r.GetValue(input)!;
-            var images = ImageFiles(path);
+            var images = ImageClassificationWorkflow.ImageFiles(path);
             var ml = Cli.NewContext();
             var loaded = ImageClassificationWorkflow.LoadModel(ml, r.GetValue(model)!.FullName, out _);
             var predictions = ImageClassificationWorkflow.Predict(ml, loaded, images, r.GetValue(top));
             foreach (var p in predictions)
                 Console.WriteLine($"{p.ImagePath}: " + string.Join("  ", p.Top.Select(t => $"{t.Class} {t.Probability:P1}")));
-            if (r.GetValue(csv) is { } file) WriteCsv(file.FullName, predictions);
+            if (r.GetValue(csv) is { } file)
+                Console.WriteLine($"Wrote {ReportCsv.WritePredictions(file.FullName, predictions)} ({predictions.Count} images)");
             return 0;
         }));
         return command;
     }
-
-    static List<string> ImageFiles(string path)
-    {
-        if (File.Exists(path))
-        {
-            if (ImageFormatSniffer.Detect(path, out var problem) is null) throw new InvalidDataException($"'{path}' is not an image: {problem}.");
-            return [path];
-        }
-        if (!Directory.Exists(path)) throw new FileNotFoundException($"'{path}' is neither an image file nor a folder.", path);
-        var files = Directory.EnumerateFiles(path, "*", SearchOption.AllDirectories).Order(StringComparer.Ordinal)
-            .Where(f => ImageFormatSniffer.Detect(f, out _) is not null).ToList();
-        return files.Count > 0 ? files : throw new InvalidDataException($"Folder '{path}' contains no images.");
-    }
-
-    static void WriteCsv(string path, IReadOnlyList<ImagePrediction> predictions)
-    {
-        int k = predictions.Max(p => p.Top.Count);
-        using var w = new StreamWriter(path);
-        w.WriteLine("image," + string.Join(",", Enumerable.Range(1, k).Select(i => $"class{i},probability{i}")));
-        foreach (var p in predictions)
-            w.WriteLine(Quote(p.ImagePath) + "," + string.Join(",", p.Top.Select(t => $"{Quote(t.Class)},{t.Probability.ToString("R", CultureInfo.InvariantCulture)}")));
-    }
-
-    static string Quote(string s) => s.Contains(',') || s.Contains('"') ? "\"" + s.Replace("\"", "\"\"") + "\"" : s;
 }

@@ -23,6 +23,7 @@ internal static class TrainCommand
             trained.Save(ml, path);
             var kept = trained.History.Kept;
             Console.WriteLine($"Kept epoch {kept.Epoch}" + (kept.ValidationAccuracy is { } a ? $" (val_loss {kept.ValidationLoss:F4}, val_accuracy {a:F4})" : "") + $". Saved {path}");
+            Console.WriteLine("Wrote " + string.Join(", ", Reporting.TrainingHistoryFiles.SaveNextToModel(trained.History, path).Select(Path.GetFileName)));
             return 0;
         }));
         return command;

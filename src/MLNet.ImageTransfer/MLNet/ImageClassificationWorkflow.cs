@@ -3,6 +3,7 @@ using System.Text.Json.Serialization;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using MLNet.ImageTransfer.Data;
+using MLNet.ImageTransfer.Reporting;
 using MLNet.ImageTransfer.Training;
 
 namespace MLNet.ImageTransfer;
@@ -17,13 +18,22 @@ public sealed record TrainedPipeline(ITransformer Model, DataViewSchema InputSch
 /// <summary>Metrics of one class.</summary>
 public sealed record ClassMetrics(string Class, double Precision, double Recall, double F1, long Support);
 
-/// <summary>ML.NET's multiclass metrics with class names: what <c>evaluate</c> prints and writes as JSON.</summary>
+/// <summary>
+/// ML.NET's multiclass metrics with class names: what <c>evaluate</c> prints and writes as JSON. The confusion matrix's
+/// rows are true classes, its columns predicted ones; <see cref="TopLosses"/> lists the images the model got most wrong.
+/// </summary>
 public sealed record EvaluationReport(
     double MicroAccuracy, double MacroAccuracy, double LogLoss, double LogLossReduction, double? TopKAccuracy,
     IReadOnlyList<ClassMetrics> PerClass, IReadOnlyList<string> ClassNames, long[][] ConfusionMatrix,
     [property: JsonIgnore] string FormattedConfusionTable)
 {
+    /// <summary>The images with the highest loss −ln p(true class), worst first (empty when the data has no image paths).</summary>
+    public IReadOnlyList<TopLoss> TopLosses { get; init; } = [];
+
     public string ToJson() => JsonSerializer.Serialize(this, new JsonSerializerOptions { WriteIndented = true });
+
+    /// <summary>Writes report.json, the confusion heatmaps, top_losses.csv and (with a history) the curves into a folder.</summary>
+    public IReadOnlyList<string> Save(string directory, TrainingHistory? history = null) => EvaluationReportFiles.Save(this, directory, history);
 }
 
 /// <summary>One image's prediction: the top classes with their probabilities.</summary>
@@ -69,24 +79,50 @@ public static class ImageClassificationWorkflow
     }
 
     /// <summary>Evaluates a fitted pipeline on a class-per-subfolder dataset with ML.NET's multiclass evaluator.</summary>
-    public static EvaluationReport Evaluate(MLContext mlContext, ITransformer model, string dataDir, int topK = 0)
-        => Evaluate(mlContext, model, mlContext.Data.LoadFromEnumerable(Absolute(ImageFolder.Scan(dataDir))), topK);
+    public static EvaluationReport Evaluate(MLContext mlContext, ITransformer model, string dataDir, int topK = 0, int topLosses = 10)
+        => Evaluate(mlContext, model, mlContext.Data.LoadFromEnumerable(Absolute(ImageFolder.Scan(dataDir))), topK, topLosses);
 
-    /// <summary>Evaluates a fitted pipeline on rows with <c>ImagePath</c> and <c>Label</c>.</summary>
-    public static EvaluationReport Evaluate(MLContext mlContext, ITransformer model, IDataView data, int topK = 0)
+    /// <summary>
+    /// Evaluates a fitted pipeline on rows with <c>ImagePath</c> and <c>Label</c>: ML.NET's metrics, per-class
+    /// precision/recall/F1 from its confusion matrix, and the <paramref name="topLosses"/> worst images.
+    /// </summary>
+    public static EvaluationReport Evaluate(MLContext mlContext, ITransformer model, IDataView data, int topK = 0, int topLosses = 10)
     {
-        var scored = model.Transform(data);
+        // Cached: the evaluator and the per-image pass read the same scores; the network runs once.
+        var scored = mlContext.Data.Cache(model.Transform(data), "Label", "Score", "PredictedLabel");
         var m = mlContext.MulticlassClassification.Evaluate(scored, topKPredictionCount: topK);
         var names = ScoreSlotNames(scored.Schema);
-        var cm = m.ConfusionMatrix;
-        var counts = cm.Counts.Select(r => r.Select(c => (long)Math.Round(c)).ToArray()).ToArray();
-        var perClass = Enumerable.Range(0, cm.NumberOfClasses).Select(i =>
-        {
-            double p = cm.PerClassPrecision[i], r = cm.PerClassRecall[i];
-            return new ClassMetrics(names[i], p, r, p + r == 0 ? 0 : 2 * p * r / (p + r), counts[i].Sum());
-        }).ToArray();
+        var counts = m.ConfusionMatrix.Counts.Select(r => r.Select(c => (long)Math.Round(c)).ToArray()).ToArray();
         return new EvaluationReport(m.MicroAccuracy, m.MacroAccuracy, m.LogLoss, m.LogLossReduction,
-            topK > 0 ? m.TopKAccuracy : null, perClass, names, counts, cm.GetFormattedConfusionTable());
+            topK > 0 ? m.TopKAccuracy : null, ClassificationMetrics.PerClass(names, counts), names, counts, m.ConfusionMatrix.GetFormattedConfusionTable())
+        {
+            TopLosses = topLosses > 0 && scored.Schema.GetColumnOrNull(ImageFolder.ImagePathColumn) is not null
+                ? ClassificationMetrics.TopLosses(ScoredImages(scored), names, topLosses)
+                : [],
+        };
+    }
+
+    /// <summary>
+    /// Image path, true class index and probabilities of each scored row. Score slot c belongs to label key c+1;
+    /// rows whose label is not one of the model's classes (key 0) have no loss and are left out.
+    /// </summary>
+    static IEnumerable<ScoredImage> ScoredImages(IDataView scored, string labelColumn = "Label", string scoreColumn = "Score")
+    {
+        var schema = scored.Schema;
+        using var cursor = scored.GetRowCursor([schema[ImageFolder.ImagePathColumn], schema[labelColumn], schema[scoreColumn]]);
+        var path = cursor.GetGetter<ReadOnlyMemory<char>>(schema[ImageFolder.ImagePathColumn]);
+        var label = cursor.GetGetter<uint>(schema[labelColumn]);
+        var score = cursor.GetGetter<VBuffer<float>>(schema[scoreColumn]);
+        ReadOnlyMemory<char> p = default;
+        uint key = 0;
+        VBuffer<float> s = default;
+        var rows = new List<ScoredImage>();
+        while (cursor.MoveNext())
+        {
+            path(ref p); label(ref key); score(ref s);
+            if (key > 0) rows.Add(new ScoredImage(p.ToString(), (int)key - 1, s.DenseValues().ToArray()));
+        }
+        return rows;
     }
 
     /// <summary>Top-<paramref name="top"/> classes for each image file.</summary>
@@ -99,6 +135,43 @@ public static class ImageClassificationWorkflow
         var scores = scored.GetColumn<float[]>(scoreColumn).ToList();
         return rows.Select((r, i) => new ImagePrediction(r.ImagePath,
             scores[i].Select((p, c) => (names[c], p)).OrderByDescending(t => t.p).Take(Math.Max(1, top)).ToList())).ToList();
+    }
+
+    /// <summary>
+    /// Top-<paramref name="top"/> classes for an image file, or for every image under a folder (recursively, sorted by
+    /// path; files are recognised by content, others skipped).
+    /// </summary>
+    public static IReadOnlyList<ImagePrediction> PredictPath(MLContext mlContext, ITransformer model, string imageOrFolder, int top = 3)
+        => Predict(mlContext, model, ImageFiles(imageOrFolder), top);
+
+    /// <summary>The image file itself, or the images under a folder; a clear error when there are none.</summary>
+    public static IReadOnlyList<string> ImageFiles(string imageOrFolder)
+    {
+        if (File.Exists(imageOrFolder))
+        {
+            if (ImageFormatSniffer.Detect(imageOrFolder, out var problem) is null) throw new InvalidDataException($"'{imageOrFolder}' is not an image: {problem}.");
+            return [imageOrFolder];
+        }
+        if (!Directory.Exists(imageOrFolder)) throw new FileNotFoundException($"'{imageOrFolder}' is neither an image file nor a folder.", imageOrFolder);
+        var files = Directory.EnumerateFiles(imageOrFolder, "*", SearchOption.AllDirectories).Order(StringComparer.Ordinal)
+            .Where(f => ImageFormatSniffer.Detect(f, out _) is not null).ToList();
+        return files.Count > 0 ? files : throw new InvalidDataException($"Folder '{imageOrFolder}' contains no images.");
+    }
+
+    /// <summary>
+    /// The training history saved inside a fitted or loaded model (TorchSharp or ONNX-scored classifier), or null when
+    /// it has none.
+    /// </summary>
+    public static TrainingHistory? HistoryOf(ITransformer model)
+    {
+        var description = Parts(model).Select(p => p switch
+        {
+            ImageClassifierTransformer c => c.Classifier.Description,
+            Onnx.OnnxImageClassifierTransformer o => o.Description,
+            _ => null,
+        }).OfType<Models.ClassifierDescription>().FirstOrDefault();
+        if (description?.History is not { Count: > 0 } epochs) return null;
+        return new TrainingHistory(epochs, description.KeptEpoch ?? epochs[^1].Epoch) { Schedule = description.FineTuning };
     }
 
     /// <summary>Saves atomically: a crash mid-save never leaves a broken .zip where a good one was.</summary>
@@ -129,14 +202,20 @@ public static class ImageClassificationWorkflow
     /// <summary>The trained classifier inside a fitted or loaded pipeline (for explanations, export, inspection).</summary>
     public static Models.FittedClassifier FindClassifier(ITransformer model)
     {
-        IEnumerable<ITransformer> parts = model is IEnumerable<ITransformer> chain ? chain : [model];
-        var found = parts.SelectMany(p => p is IEnumerable<ITransformer> nested ? nested : [p]).OfType<ImageClassifierTransformer>().ToList();
+        var found = Parts(model).OfType<ImageClassifierTransformer>().ToList();
         return found.Count switch
         {
             1 => found[0].Classifier,
             0 => throw new InvalidOperationException("The model contains no MLNet.ImageTransfer image classifier."),
             _ => throw new InvalidOperationException($"The model contains {found.Count} image classifiers; pick one from the chain."),
         };
+    }
+
+    /// <summary>The transformers of a chain, one level of nested chains flattened.</summary>
+    static IEnumerable<ITransformer> Parts(ITransformer model)
+    {
+        IEnumerable<ITransformer> parts = model is IEnumerable<ITransformer> chain ? chain : [model];
+        return parts.SelectMany(p => p is IEnumerable<ITransformer> nested ? nested : [p]);
     }
 
     static string[] ScoreSlotNames(DataViewSchema schema, string scoreColumn = "Score")

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.Json;
 using Microsoft.ML;
 using MLNet.ImageTransfer.Data;
+using MLNet.ImageTransfer.Reporting;
 
 namespace MLNet.ImageTransfer.Tests.Cli;
 
@@ -36,7 +37,11 @@ public class CliTests
         var csv = Path.Combine(dir, "predictions.csv");
         var (code, stdout, stderr) = CliProcess.Run("predict", "--model", modelPath, root, "--top", "3", "--csv", csv);
         Assert.True(code == 0, stderr + stdout);
-        var there = File.ReadAllLines(csv).Skip(1).Select(line => line.Split(',')).ToDictionary(f => f[0]);
+        var lines = File.ReadAllLines(csv);
+        Assert.Equal("path,class1,probability1,class2,probability2,class3,probability3", lines[0]);
+        Assert.Equal(Directory.GetFiles(root, "*.png", SearchOption.AllDirectories).Length, lines.Length - 1);
+        Assert.Equal(lines.Length - 1, ReportCsv.ReadPredictions(csv).Count);
+        var there = lines.Skip(1).Select(line => line.Split(',')).ToDictionary(f => f[0]);
         foreach (var p in here)
         {
             var row = there[p.ImagePath];
@@ -47,6 +52,12 @@ public class CliTests
                 Assert.Equal(p.Top[k].Probability, float.Parse(row[2 + 2 * k], CultureInfo.InvariantCulture), 5);
             }
         }
+
+        // One image: its top-k printed, most probable first.
+        var single = CliProcess.Run("predict", "--model", modelPath, images[0], "--top", "2");
+        Assert.True(single.ExitCode == 0, single.StdErr + single.StdOut);
+        var expected = $"{images[0]}: {here[0].Top[0].Class} {here[0].Top[0].Probability:P1}  {here[0].Top[1].Class} {here[0].Top[1].Probability:P1}";
+        Assert.Equal(expected, single.StdOut.Trim());
     }
 
     [Fact]
@@ -60,8 +71,15 @@ public class CliTests
         Assert.Contains("Epoch 1/1", train.StdOut);
         Assert.Contains("val_accuracy", train.StdOut);
         Assert.True(File.Exists(modelPath));
+        // The history of every epoch, next to the model.
+        var history = TrainingHistoryFiles.ReadCsv(Path.ChangeExtension(modelPath, ".history.csv"));
+        Assert.Equal(1, Assert.Single(history.Epochs).Epoch);
+        Assert.NotNull(history.Epochs[0].ValidationLoss);
+        Assert.Equal(history.Epochs, TrainingHistoryFiles.ReadJson(Path.ChangeExtension(modelPath, ".history.json")).Epochs);
+        AssertPng(Path.ChangeExtension(modelPath, ".curves.png"));
 
-        var eval = CliProcess.Run("evaluate", "--model", modelPath, "--data", root, "--json");
+        var reportDir = Path.Combine(Path.GetDirectoryName(modelPath)!, "report");
+        var eval = CliProcess.Run("evaluate", "--model", modelPath, "--data", root, "--json", "--report", reportDir);
         Assert.True(eval.ExitCode == 0, eval.StdErr + eval.StdOut);
         using var report = JsonDocument.Parse(eval.StdOut);
         var r = report.RootElement;
@@ -72,6 +90,24 @@ public class CliTests
         var confusion = r.GetProperty("ConfusionMatrix").EnumerateArray().Select(row => row.EnumerateArray().Sum(c => c.GetInt64())).ToArray();
         Assert.Equal(Directory.GetFiles(root, "*.png", SearchOption.AllDirectories).Length, confusion.Sum());
         Assert.All(r.GetProperty("PerClass").EnumerateArray(), c => Assert.InRange(c.GetProperty("Recall").GetDouble(), 0, 1));
+
+        // --report: the same JSON as a file, the heatmaps, the top losses, and the curves from the model's saved history.
+        Assert.Equal(eval.StdOut.Trim(), File.ReadAllText(Path.Combine(reportDir, "report.json")).Trim());
+        foreach (var png in new[] { "confusion_counts.png", "confusion_normalized.png", "curves.png" }) AssertPng(Path.Combine(reportDir, png));
+        Assert.Equal(history.Epochs, TrainingHistoryFiles.ReadCsv(Path.Combine(reportDir, "history.csv")).Epochs);
+        var losses = r.GetProperty("TopLosses").EnumerateArray().Select(t => t.GetProperty("Loss").GetDouble()).ToList();
+        Assert.Equal(10, losses.Count);
+        Assert.Equal(losses.OrderDescending(), losses);
+        var topLossRows = File.ReadAllLines(Path.Combine(reportDir, "top_losses.csv"));
+        Assert.Equal("rank,path,actual,predicted,p_actual,p_predicted,loss", topLossRows[0]);
+        Assert.Equal(losses, topLossRows.Skip(1).Select(l => double.Parse(l.Split(',')[^1], CultureInfo.InvariantCulture)));
+    }
+
+    static void AssertPng(string path)
+    {
+        Assert.True(File.Exists(path), $"{path} was not written");
+        using var bitmap = SkiaSharp.SKBitmap.Decode(path);
+        Assert.True(bitmap is { Width: > 200, Height: > 200 }, $"{path} is not a chart-sized PNG");
     }
 
     [Fact]
