@@ -36,6 +36,7 @@ public sealed class OnnxImageClassifierTransformer : RowMappingTransformer<MLIma
     readonly IReadOnlyList<OutputColumn<float[]>> _outputs;
     readonly byte[] _onnx;
     readonly byte[]? _weights;
+    readonly OnnxClassifierScorer _scorer;
 
     internal OnnxImageClassifierTransformer(IHostEnvironment env, ClassifierDescription description, byte[] onnx, byte[]? weights,
         string imageColumnName, string scoreColumnName, string predictedLabelColumnName)
@@ -44,11 +45,7 @@ public sealed class OnnxImageClassifierTransformer : RowMappingTransformer<MLIma
         Description = description;
         _onnx = onnx;
         _weights = weights;
-        Model = OnnxImageModel.Load(onnx);
-        if (!Model.TakesRawPixels || !Model.OutputWidths.ContainsKey(OnnxNames.Probabilities))
-            throw new InvalidDataException($"The ONNX model must take '{OnnxNames.Pixels}' and give '{OnnxNames.Probabilities}'; it takes '{Model.InputName}' and gives {string.Join(", ", Model.OutputNames)}.");
-        if (Model.OutputWidths[OnnxNames.Probabilities] != description.ClassNames.Length || Model.ImageSize != description.Preprocessing.ImageSize)
-            throw new InvalidDataException("The ONNX model does not match its description (class count or image size).");
+        _scorer = new OnnxClassifierScorer(description, onnx, OnnxPart);
         ScoreColumnName = scoreColumnName;
         PredictedLabelColumnName = predictedLabelColumnName;
         _outputs = ClassificationColumns.Create(description.ClassNames, scoreColumnName, predictedLabelColumnName);
@@ -62,7 +59,7 @@ public sealed class OnnxImageClassifierTransformer : RowMappingTransformer<MLIma
     public string PredictedLabelColumnName { get; }
 
     /// <summary>The ONNX Runtime session.</summary>
-    public OnnxImageModel Model { get; }
+    public OnnxImageModel Model => _scorer.Model;
 
     /// <summary>The ONNX model's bytes (e.g. to deploy it elsewhere).</summary>
     public ReadOnlyMemory<byte> OnnxModel => _onnx;
@@ -80,16 +77,7 @@ public sealed class OnnxImageClassifierTransformer : RowMappingTransformer<MLIma
     }
 
     /// <summary>Class probabilities for each image, in <see cref="ClassNames"/> order.</summary>
-    public float[][] PredictProbabilities(IReadOnlyList<MLImage> images)
-    {
-        ArgumentNullException.ThrowIfNull(images);
-        if (images.Count == 0) return [];
-        int perImage = 3 * Description.Preprocessing.ImageSize * Description.Preprocessing.ImageSize;
-        var pixels = new float[images.Count * perImage];
-        for (int i = 0; i < images.Count; i++)
-            ManagedImagePreprocessing.ToPixels(images[i], Description.Preprocessing, pixels.AsSpan(i * perImage, perImage));
-        return Model.RunRows(pixels, OnnxNames.Probabilities);
-    }
+    public float[][] PredictProbabilities(IReadOnlyList<MLImage> images) => _scorer.PredictProbabilities(images);
 
     protected override void Map(ReadOnlySpan<MLImage> inputs, Span<float[]> results)
     {
@@ -134,11 +122,7 @@ public sealed class OnnxImageClassifierTransformer : RowMappingTransformer<MLIma
     {
         var columns = parts.Read(ColumnsPart, s => JsonSerializer.Deserialize<ColumnNames>(s))
             ?? throw new InvalidDataException("The ONNX classifier entry has no column names.");
-        // Deserialised here rather than through FittedClassifier.ReadDescription: nothing on this path may touch TorchSharp.
-        var description = parts.Read(DescriptionPart, s => JsonSerializer.Deserialize<ClassifierDescription>(s, ClassifierDescription.Json))
-            ?? throw new InvalidDataException("The ONNX classifier entry has no description.");
-        if (description.FormatVersion is < 1 or > ClassifierDescription.CurrentFormatVersion)
-            throw new InvalidDataException($"The classifier description has format version {description.FormatVersion}; this version reads 1 to {ClassifierDescription.CurrentFormatVersion}. Upgrade MLNet.ImageTransfer to load it.");
+        var description = parts.Read(DescriptionPart, s => ClassifierDescription.Read(s, DescriptionPart));
         var onnx = parts.Read(OnnxPart, ReadAll);
         var weights = parts.Contains(WeightsPart) ? parts.Read(WeightsPart, ReadAll) : null;
         return new OnnxImageClassifierTransformer(env, description, onnx, weights, columns.Image, columns.Score, columns.PredictedLabel);
@@ -151,7 +135,7 @@ public sealed class OnnxImageClassifierTransformer : RowMappingTransformer<MLIma
         return ms.ToArray();
     }
 
-    public void Dispose() => Model.Dispose();
+    public void Dispose() => _scorer.Dispose();
 
     sealed record ColumnNames(string Image, string Score, string PredictedLabel);
 }
