@@ -133,6 +133,13 @@ public sealed class ImageClassifierTransformer : RowMappingTransformer<MLImage, 
         ]);
     }
 
+    /// <summary>Disposes the TorchSharp network (if built) and the ONNX Runtime session, for a transformer nothing else uses.</summary>
+    internal void ReleaseResources()
+    {
+        if (_classifier.IsValueCreated) _classifier.Value.Dispose();
+        _saved?.Scorer.Dispose();
+    }
+
     static ITransformer Load(IHostEnvironment env, LoadedParts parts)
     {
         // Nothing on the v2 path may touch TorchSharp: its first call loads libtorch.

@@ -37,7 +37,7 @@ public sealed record ClassifierDescription
     public string? InitialWeights { get; init; }
     /// <summary>SHA-256 (hex) of the pretrained weight file, if any: which exact file the model started from.</summary>
     public string? InitialWeightsSha256 { get; init; }
-    /// <summary>Format of the pretrained weight file (safetensors, PyTorch, KerasH5, Onnx…), if any.</summary>
+    /// <summary>Format of the pretrained weight file (safetensors, PyTorch, KerasH5, Onnx…; ImageTransferModel for a saved model trained on), if any.</summary>
     public string? InitialWeightsFormat { get; init; }
     /// <summary>The fine-tuning schedule used: trainable layer groups and learning rates per phase of epochs.</summary>
     public FineTuningSchedule? FineTuning { get; init; }
