@@ -16,8 +16,9 @@ namespace MLNet.ImageTransfer.Onnx;
 /// A trained image classifier scored by ONNX Runtime: the same columns as <see cref="ImageClassifierTransformer"/>
 /// (<c>Score</c>, probabilities with the class names as slot names; <c>PredictedLabel</c>, a key over the class names),
 /// computed by the exported graph from pixels that <see cref="ManagedImagePreprocessing"/> prepares in plain .NET.
-/// Loading and scoring it never loads libtorch, so a scoring service deploys with Microsoft.ML, ONNX Runtime and this
-/// assembly. Make one with <see cref="OnnxScoring.ToOnnxScoring"/>.
+/// Loading and scoring it never loads libtorch. A saved <see cref="ImageClassifierTransformer"/> already scores on ONNX
+/// Runtime once loaded; this transformer is the smallest scoring-only form (BatchNorm folded, weights optional). Make
+/// one with <see cref="OnnxScoring.ToOnnxScoring"/>.
 /// </summary>
 /// <remarks>
 /// Saved inside ML.NET's .zip as <c>columns.json</c>, <c>model.json</c> (the <see cref="ClassifierDescription"/>),
@@ -147,7 +148,8 @@ public static class OnnxScoring
     /// A copy of <paramref name="model"/> in which every <see cref="ImageClassifierTransformer"/> is replaced by an
     /// <see cref="OnnxImageClassifierTransformer"/> of the same classifier (its graph exported with preprocessing and
     /// BatchNorm folding); every other transformer is kept. Save it with <c>mlContext.Model.Save</c> as usual; loading
-    /// and scoring the saved file (after <c>RegisterImageTransfer()</c>) then never loads libtorch.
+    /// and scoring the saved file (after <c>RegisterImageTransfer()</c>) then never loads libtorch — as for any saved
+    /// classifier; this form is smaller (folded BatchNorm, and no training state with <paramref name="keepWeights"/> false).
     /// </summary>
     /// <param name="mlContext">The context the new transformers belong to.</param>
     /// <param name="model">A fitted or loaded pipeline.</param>

@@ -76,6 +76,7 @@ public class SavedClassifierScoringTests(ITestOutputHelper output)
         File.WriteAllText(rowsPath, JsonSerializer.Serialize(rows));
         var report = RunChild(zip, rowsPath, Path.Combine(dir, "report.json"));
         output.WriteLine("native libraries of the scoring process:\n  " + string.Join("\n  ", report.NativeLibraries));
+        output.WriteLine("managed assemblies: " + string.Join(", ", report.ManagedAssemblies));
 
         Assert.Equal(nameof(ClassifierScoringEngine.OnnxRuntime), report.Engine);
         Assert.Contains(report.NativeLibraries, l => l.Contains("onnxruntime", StringComparison.OrdinalIgnoreCase));
@@ -177,6 +178,7 @@ public class SavedClassifierScoringTests(ITestOutputHelper output)
         public double LogLoss { get; set; }
         public string ConfusionTable { get; set; } = "";
         public List<string> NativeLibraries { get; set; } = [];
+        public List<string> ManagedAssemblies { get; set; } = [];
     }
 
     ChildReport RunChild(string modelPath, string rowsPath, string reportPath)
@@ -226,6 +228,7 @@ public class SavedClassifierScoringTests(ITestOutputHelper output)
                     .Select(line => line.Split(' ', StringSplitOptions.RemoveEmptyEntries))
                     .Where(fields => fields.Length >= 6 && fields[5].Contains(".so"))
                     .Select(fields => Path.GetFileName(fields[5])).Distinct().Order().ToList();
+                report.ManagedAssemblies = AppDomain.CurrentDomain.GetAssemblies().Select(a => a.GetName().Name!).Order().ToList();
                 File.WriteAllText(args[2], JsonSerializer.Serialize(report));
             }
             catch (Exception e)
