@@ -90,6 +90,10 @@ public class SavedClassifierScoringTests(ITestOutputHelper output)
         Assert.Equal(expectedMetrics.LogLoss, report.LogLoss, 4);
         Assert.Equal(expectedMetrics.ConfusionMatrix.GetFormattedConfusionTable(), report.ConfusionTable);
         Assert.Contains("circle", report.ConfusionTable); // class names, not indices
+
+        // Control: the same check sees libtorch once the process rebuilds the TorchSharp network, so its absence above means something.
+        var control = RunChild(zip, rowsPath, Path.Combine(dir, "control.json"), touchTorchSharp: true);
+        Assert.Contains(control.NativeLibraries, IsTorch);
     }
 
     static bool IsTorch(string library) => library.Contains("libtorch", StringComparison.OrdinalIgnoreCase) || library.Contains("LibTorchSharp", StringComparison.OrdinalIgnoreCase);
@@ -181,11 +185,11 @@ public class SavedClassifierScoringTests(ITestOutputHelper output)
         public List<string> ManagedAssemblies { get; set; } = [];
     }
 
-    ChildReport RunChild(string modelPath, string rowsPath, string reportPath)
+    ChildReport RunChild(string modelPath, string rowsPath, string reportPath, bool touchTorchSharp = false)
     {
         var assembly = typeof(SavedClassifierScoringTests).Assembly.Location;
         var (code, stdout, stderr) = ChildProcess.RunDotnet(["exec", assembly], TimeSpan.FromMinutes(3),
-            new Dictionary<string, string> { [ChildVariable] = JsonSerializer.Serialize(new[] { modelPath, rowsPath, reportPath }) },
+            new Dictionary<string, string> { [ChildVariable] = JsonSerializer.Serialize(new[] { modelPath, rowsPath, reportPath, touchTorchSharp ? "torch" : "" }) },
             Path.GetDirectoryName(assembly));
         Assert.True(code == 0, $"child exited with {code}: {stdout}{stderr}");
         return JsonSerializer.Deserialize<ChildReport>(File.ReadAllText(reportPath))!;
@@ -223,6 +227,7 @@ public class SavedClassifierScoringTests(ITestOutputHelper output)
                 report.MicroAccuracy = metrics.MicroAccuracy;
                 report.LogLoss = metrics.LogLoss;
                 report.ConfusionTable = metrics.ConfusionMatrix.GetFormattedConfusionTable();
+                if (args[3] == "torch") _ = ClassifierOf(model).Classifier.Network.parameters().Count();
 
                 report.NativeLibraries = File.ReadLines("/proc/self/maps")
                     .Select(line => line.Split(' ', StringSplitOptions.RemoveEmptyEntries))
