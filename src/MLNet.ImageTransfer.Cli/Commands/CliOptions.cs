@@ -11,7 +11,7 @@ internal sealed class TrainingFlags
 {
     public Option<string> Arch { get; } = new("--arch") { Description = $"Architecture: {string.Join(", ", Architectures.Names)}", DefaultValueFactory = _ => "densenet121" };
     public Option<FileInfo?> Weights { get; } = new("--weights") { Description = "Pretrained weights to start from: safetensors, PyTorch .pth/.pt, Keras .h5 or ONNX (see 'weights inspect')" };
-    public Option<FileInfo?> InitModel { get; } = new("--init-model") { Description = "Continue training from a model .zip saved by 'train' (its weights, architecture, head and preprocessing; --arch defaults to its architecture). Other classes: backbone kept, classifier re-initialised" };
+    public Option<FileInfo?> InitModel { get; } = new("--init-model") { Description = "Continue training from a model .zip saved by 'train' (its weights, architecture, head and preprocessing; --arch defaults to its architecture, --image-size to its size). Other classes: backbone kept, classifier re-initialised" };
     public Option<int> ImageSize { get; } = new("--image-size") { Description = "Network input size in pixels", DefaultValueFactory = _ => 224 };
     public Option<string?> Preprocess { get; } = new("--preprocess") { Description = "Preprocessing preset: torchvision, keras-caffe, keras-torch, keras-tf, rescale. Default: the one the --weights were trained with (torchvision without weights)" };
     public Option<bool> AllowPreprocessMismatch { get; } = new("--allow-preprocess-mismatch") { Description = "Accept a --preprocess that contradicts the weights' source" };
@@ -37,9 +37,15 @@ internal sealed class TrainingFlags
     public ImageTransferTrainer.Options ToOptions(ParseResult r)
     {
         var options = Options(r);
-        // --init-model without --arch: build the saved model's architecture (named or custom).
-        if (options.InitialModel is { } initial && r.GetResult(Arch) is null or { Implicit: true })
-            options.CustomArchitecture = ImageClassificationWorkflow.ReadDescription(initial).Architecture;
+        if (options.InitialModel is { } initial)
+        {
+            var saved = ImageClassificationWorkflow.ReadDescription(initial);
+            // Without --arch: build the saved model's architecture (named or custom).
+            if (r.GetResult(Arch) is null or { Implicit: true }) options.CustomArchitecture = saved.Architecture;
+            // An explicit --image-size keeps the saved normalisation at another resolution (otherwise the saved preprocessing is used).
+            if (options.Preprocessing is null && r.GetResult(ImageSize) is { Implicit: false })
+                options.Preprocessing = saved.Preprocessing with { ImageSize = options.ImageSize };
+        }
         return options;
     }
 
