@@ -33,7 +33,8 @@ public enum ClassifierScoringEngine
 /// (BatchNorm counters). Format v1 files (<c>weights.safetensors</c>) still load, on TorchSharp.</para>
 /// <para><b>Loaded</b>, it scores on ONNX Runtime (<see cref="Engine"/>): loading, <c>Transform</c>,
 /// <c>PredictionEngine</c> and <c>Evaluate</c> never load libtorch, so a scoring service needs Microsoft.ML,
-/// Microsoft.ML.ImageAnalytics, Microsoft.ML.OnnxRuntime and this assembly only. <see cref="Classifier"/> (the TorchSharp
+/// Microsoft.ML.ImageAnalytics, Microsoft.ML.OnnxRuntime and this assembly (TorchSharp's managed assembly is loaded for
+/// type metadata; its native libraries are never opened). <see cref="Classifier"/> (the TorchSharp
 /// network, for explanations, export or further training) is rebuilt from the saved initializers on first use; a
 /// loaded transformer keeps scoring and saving what was loaded.</para>
 /// </remarks>
