@@ -5,8 +5,8 @@ namespace MLNet.ImageTransfer.Benchmarks;
 
 /// <summary>
 /// Start-up cost of a scoring service: a new MLContext, <c>ImageClassificationWorkflow.LoadModel</c> of a saved ML.NET
-/// .zip (JSON description + safetensors weights), and the first prediction of one JPEG. In process (the runtime and
-/// libtorch are already loaded); the <c>compare</c> mode also times it in a fresh process.
+/// .zip (JSON description + the network as ONNX, scored on ONNX Runtime), and the first prediction of one JPEG. In
+/// process (the runtime is already loaded); the <c>compare</c> mode also times it in a fresh process, which never loads libtorch.
 /// </summary>
 [Config(typeof(SuiteConfig))]
 public class LoadAndPredictBenchmarks

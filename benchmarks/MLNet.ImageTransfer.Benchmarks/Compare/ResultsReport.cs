@@ -138,7 +138,7 @@ public sealed record ResultsReport
             + "through a `DataLoader` (batch 32). One untimed pass, then the median pass.");
         sb.AppendLine("- End-to-end rows: one epoch from the JPEG folder, model construction included, no validation; ours = `ImageClassificationWorkflow.TrainFromFolder` (what `train --data DIR` runs), "
             + "PyTorch = `ImageFolder` + `DataLoader(shuffle=True, num_workers=2)` + the same loop with Adam (lr 1e-3). One untimed epoch, then the median.");
-        sb.AppendLine("- Load + first prediction: ours = new `MLContext`, `ImageClassificationWorkflow.LoadModel` of the saved ML.NET .zip (JSON + safetensors), `Predict` one JPEG; "
+        sb.AppendLine("- Load + first prediction: ours = new `MLContext`, `ImageClassificationWorkflow.LoadModel` of the saved ML.NET .zip (JSON + ONNX graph, scored on ONNX Runtime without libtorch), `Predict` one JPEG; "
             + "PyTorch = `torchvision.models.resnet50(num_classes=4)`, `load_state_dict(torch.load(.pth))`, PIL + transforms, one forward. "
             + "The fresh-process row times the whole process (runtime start, imports/native library loading, load, predict) from outside.");
         sb.AppendLine("- FLOP counts: multiply-accumulates of convolutions and fully connected layers (torchvision's \"GFLOPS\" convention), counted by forward hooks on our modules; "

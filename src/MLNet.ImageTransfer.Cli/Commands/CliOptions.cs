@@ -11,6 +11,7 @@ internal sealed class TrainingFlags
 {
     public Option<string> Arch { get; } = new("--arch") { Description = $"Architecture: {string.Join(", ", Architectures.Names)}", DefaultValueFactory = _ => "densenet121" };
     public Option<FileInfo?> Weights { get; } = new("--weights") { Description = "Pretrained weights to start from: safetensors, PyTorch .pth/.pt, Keras .h5 or ONNX (see 'weights inspect')" };
+    public Option<FileInfo?> InitModel { get; } = new("--init-model") { Description = "Continue training from a model .zip saved by 'train' (its weights, architecture, head and preprocessing; --arch defaults to its architecture, --image-size to its size). Other classes: backbone kept, classifier re-initialised" };
     public Option<int> ImageSize { get; } = new("--image-size") { Description = "Network input size in pixels", DefaultValueFactory = _ => 224 };
     public Option<string?> Preprocess { get; } = new("--preprocess") { Description = "Preprocessing preset: torchvision, keras-caffe, keras-torch, keras-tf, rescale. Default: the one the --weights were trained with (torchvision without weights)" };
     public Option<bool> AllowPreprocessMismatch { get; } = new("--allow-preprocess-mismatch") { Description = "Accept a --preprocess that contradicts the weights' source" };
@@ -30,13 +31,29 @@ internal sealed class TrainingFlags
     public Option<bool> Quiet { get; } = new("--quiet", "-q") { Description = "One plain line per epoch, no progress bar (for logs and CI)" };
     public Option<string> Augment { get; } = new("--augment") { Description = "Training augmentation: " + Augmentation.AugmentationSpec.Help, DefaultValueFactory = _ => "none" };
 
-    public IEnumerable<Option> All => [Arch, Weights, ImageSize, Preprocess, AllowPreprocessMismatch, Epochs, BatchSize, LearningRate, Optimizer, WeightDecay, FreezeEpochs,
+    public IEnumerable<Option> All => [Arch, Weights, InitModel, ImageSize, Preprocess, AllowPreprocessMismatch, Epochs, BatchSize, LearningRate, Optimizer, WeightDecay, FreezeEpochs,
         Freeze, TrainableBlocks, LayerDecay, LrMult, UpdateFrozenBn, Augment, Seed, Device, Quiet];
 
-    public ImageTransferTrainer.Options ToOptions(ParseResult r) => new()
+    public ImageTransferTrainer.Options ToOptions(ParseResult r)
+    {
+        var options = Options(r);
+        if (options.InitialModel is { } initial)
+        {
+            var saved = ImageClassificationWorkflow.ReadDescription(initial);
+            // Without --arch: build the saved model's architecture (named or custom).
+            if (r.GetResult(Arch) is null or { Implicit: true }) options.CustomArchitecture = saved.Architecture;
+            // An explicit --image-size keeps the saved normalisation at another resolution (otherwise the saved preprocessing is used).
+            if (options.Preprocessing is null && r.GetResult(ImageSize) is { Implicit: false })
+                options.Preprocessing = saved.Preprocessing with { ImageSize = options.ImageSize };
+        }
+        return options;
+    }
+
+    ImageTransferTrainer.Options Options(ParseResult r) => new()
     {
         Architecture = r.GetValue(Arch)!,
         Weights = r.GetValue(Weights)?.FullName,
+        InitialModel = r.GetValue(InitModel)?.FullName,
         ImageSize = r.GetValue(ImageSize),
         Preprocessing = r.GetValue(Preprocess) is { } preset ? ImagePreprocessing.FromPreset(preset, r.GetValue(ImageSize)) : null,
         AllowPreprocessingMismatch = r.GetValue(AllowPreprocessMismatch),

@@ -19,6 +19,7 @@ internal static class TrainCommand
             var ml = Cli.NewContext(options.Seed);
             var trained = TrainingDisplay.Run(options, r.GetValue(flags.Quiet),
                 () => ImageClassificationWorkflow.TrainFromFolder(ml, r.GetValue(data)!.FullName, options, r.GetValue(val)?.FullName, r.GetValue(valSplit), options.Seed ?? 0));
+            if (trained.InitialModel is { } initial) Console.WriteLine(initial.Describe());
             var path = r.GetValue(output)!.FullName;
             trained.Save(ml, path);
             var kept = trained.History.Kept;

@@ -11,6 +11,9 @@ namespace MLNet.ImageTransfer;
 /// <summary>A pipeline trained on an image folder, with what it was trained on.</summary>
 public sealed record TrainedPipeline(ITransformer Model, DataViewSchema InputSchema, TrainingHistory History, IReadOnlyList<string> ClassNames, IDataView? ValidationData)
 {
+    /// <summary>What starting from a saved model did (<see cref="ImageTransferTrainerOptions.InitialModel"/>), or null.</summary>
+    public InitialModelLoad? InitialModel { get; init; }
+
     /// <summary>Saves the whole pipeline as an ML.NET .zip (written to a temporary file, then moved into place).</summary>
     public void Save(MLContext mlContext, string path) => ImageClassificationWorkflow.SaveModel(mlContext, Model, InputSchema, path);
 }
@@ -75,7 +78,7 @@ public static class ImageClassificationWorkflow
         var trainer = mlContext.MulticlassClassification.Trainers.ImageTransfer(options);
         var pipeline = prefix.Append(trainer).Append(mlContext.Transforms.Conversion.MapKeyToValue(options.PredictedLabelColumnName));
         var model = pipeline.Fit(train);
-        return new TrainedPipeline(model, train.Schema, trainer.LastHistory!, scan.ClassNames, validation);
+        return new TrainedPipeline(model, train.Schema, trainer.LastHistory!, scan.ClassNames, validation) { InitialModel = trainer.LastInitialModelLoad };
     }
 
     /// <summary>Evaluates a fitted pipeline on a class-per-subfolder dataset with ML.NET's multiclass evaluator.</summary>
@@ -197,6 +200,20 @@ public static class ImageClassificationWorkflow
         if (!File.Exists(path)) throw new FileNotFoundException($"Model file '{path}' does not exist.", path);
         mlContext.RegisterImageTransfer();
         return mlContext.Model.Load(path, out inputSchema);
+    }
+
+    /// <summary>
+    /// The description of the classifier in a saved model <c>.zip</c>: architecture, head, class names, preprocessing,
+    /// training history. Reads the file through ML.NET without loading libtorch.
+    /// </summary>
+    public static Models.ClassifierDescription ReadDescription(string modelPath)
+    {
+        var model = LoadModel(new MLContext(), modelPath, out _);
+        IEnumerable<ITransformer> Flatten(ITransformer t) => t is IEnumerable<ITransformer> chain ? chain.SelectMany(Flatten) : [t];
+        var found = Flatten(model).OfType<ImageClassifierTransformer>().ToList();
+        return found.Count == 1
+            ? found[0].Description
+            : throw new InvalidOperationException($"Model '{modelPath}' contains {found.Count} image classifiers; exactly one expected.");
     }
 
     /// <summary>The trained classifier inside a fitted or loaded pipeline (for explanations, export, inspection).</summary>

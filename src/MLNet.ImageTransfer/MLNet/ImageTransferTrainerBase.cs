@@ -43,6 +43,9 @@ public abstract class ImageTransferTrainerBase<TOptions> : IEstimator<ImageClass
     /// <summary>What loading the pretrained weights did in the last <see cref="Fit"/> (null without weights): keys loaded, classifier re-initialised, notes.</summary>
     public PretrainedLoadResult? LastWeightLoad { get; private set; }
 
+    /// <summary>What starting from <see cref="ImageTransferTrainerOptions.InitialModel"/> did in the last <see cref="Fit"/> (null without one).</summary>
+    public InitialModelLoad? LastInitialModelLoad { get; private set; }
+
     public SchemaShape GetOutputSchema(SchemaShape inputSchema)
     {
         var o = TrainerOptions;
@@ -66,6 +69,9 @@ public abstract class ImageTransferTrainerBase<TOptions> : IEstimator<ImageClass
         return null;
     }
 
+    /// <summary><see cref="ClassifierDescription.InitialWeightsFormat"/> of a model trained on from a saved model.</summary>
+    internal const string InitialModelFormatName = "ImageTransferModel";
+
     public ImageClassifierTransformer Fit(IDataView input)
     {
         var o = TrainerOptions;
@@ -77,8 +83,10 @@ public abstract class ImageTransferTrainerBase<TOptions> : IEstimator<ImageClass
         int seed = o.Seed ?? _host.Rand.Next();
         var device = ComputeDevice.Resolve(o.Device);
         if (device.type == DeviceType.CPU) NativeAllocator.TuneForTraining(); // Engine/NativeAllocator.cs: no page faults per step
-        var preprocessing = o.ResolvePreprocessing();
-        var architecture = o.ResolveArchitecture();
+        // Continuing from a saved model: its architecture, head and preprocessing (checked against the options).
+        using var initial = o.InitialModel is null ? null : InitialModelFile.Open(o.InitialModel);
+        var preprocessing = initial is null ? o.ResolvePreprocessing() : o.Preprocessing ?? initial.Description.Preprocessing;
+        var (architecture, head) = initial?.Check(o.ResolveArchitecture(), o.Head) ?? (o.ResolveArchitecture(), o.Head);
         // Pretrained weights decide the variant to build (Keras files: Keras' conventions). Read before the images, so
         // that a bad or unsafe file fails fast.
         using var weights = o.Weights is null ? null : PretrainedWeightFile.Open(o.Weights);
@@ -92,6 +100,7 @@ public abstract class ImageTransferTrainerBase<TOptions> : IEstimator<ImageClass
         try
         {
             LastWeightLoad = null;
+            LastInitialModelLoad = null;
             if (o.ValidationSet is not null)
                 validation = ImageSetReader.Read(o.ValidationSet, o.ImageColumnName, o.LabelColumnName, classNames, preprocessing, "validation set");
             else if (o.ValidationFraction > 0)
@@ -103,7 +112,7 @@ public abstract class ImageTransferTrainerBase<TOptions> : IEstimator<ImageClass
             lock (GlobalGenerator.Gate)
             {
                 torch.manual_seed(seed);
-                network = architecture.Build(classNames.Length, o.Head);
+                network = architecture.Build(classNames.Length, head);
             }
             try
             {
@@ -112,6 +121,7 @@ public abstract class ImageTransferTrainerBase<TOptions> : IEstimator<ImageClass
                     LastWeightLoad = PretrainedWeights.Load(network, weights);
                     weights.Dispose(); // the network holds the values now
                 }
+                if (initial is not null) LastInitialModelLoad = initial.LoadInto(network, classNames);
                 network.to(device);
                 LastHistory = ClassifierTrainingLoop.Fit(network, train, validation, preprocessing, o.WithAugmentation(augmentation), device, seed);
             }
@@ -125,12 +135,12 @@ public abstract class ImageTransferTrainerBase<TOptions> : IEstimator<ImageClass
                 FormatVersion = ClassifierDescription.FormatVersionFor(architecture),
                 ArchitectureName = Architectures.NameOf(architecture),
                 Architecture = architecture,
-                Head = o.Head,
+                Head = head,
                 ClassNames = classNames,
                 Preprocessing = preprocessing,
-                InitialWeights = o.Weights is null ? null : Path.GetFileName(o.Weights),
-                InitialWeightsSha256 = LastWeightLoad?.Sha256,
-                InitialWeightsFormat = LastWeightLoad?.Format.ToString(),
+                InitialWeights = (o.Weights ?? o.InitialModel) is { } start ? Path.GetFileName(start) : null,
+                InitialWeightsSha256 = LastWeightLoad?.Sha256 ?? LastInitialModelLoad?.Sha256,
+                InitialWeightsFormat = LastWeightLoad?.Format.ToString() ?? (LastInitialModelLoad is null ? null : InitialModelFormatName),
                 FineTuning = LastHistory.Schedule,
                 Augmentation = augmentation?.ToSpec(),
                 History = LastHistory.Epochs,

@@ -49,6 +49,16 @@ public abstract class ImageTransferTrainerOptions : TrainingOptions
     public string? Weights { get; set; }
 
     /// <summary>
+    /// A model <c>.zip</c> saved by this library to continue training from: the network starts with its weights
+    /// (read back exactly from the saved file), its architecture, head and — unless <see cref="Preprocessing"/> is set —
+    /// its preprocessing (<see cref="ImageSize"/> is then ignored). The trainer's architecture must be the saved one, and
+    /// <see cref="Head"/> the saved head or the default. When the data's classes differ from the saved model's, the
+    /// backbone is loaded and the classifier re-initialised (see <c>LastInitialModelLoad</c>). Exclusive with
+    /// <see cref="Weights"/>. Null (default): start from <see cref="Weights"/> or from scratch.
+    /// </summary>
+    public string? InitialModel { get; set; }
+
+    /// <summary>
     /// Data to validate on after every epoch. It must hold the columns this trainer reads: the image column
     /// (transform it with the same LoadImages as the training data) and the label, as text or as a key of the same classes.
     /// </summary>
@@ -72,6 +82,8 @@ public abstract class ImageTransferTrainerOptions : TrainingOptions
         if (ValidationFraction is < 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(ValidationFraction), ValidationFraction, "Validation fraction must be in [0, 1).");
         if (ValidationSet is not null && ValidationFraction > 0) throw new ArgumentException("Set either ValidationSet or ValidationFraction, not both.");
         if (Weights is not null && !File.Exists(Weights)) throw new FileNotFoundException($"Pretrained weights file '{Weights}' does not exist.", Weights);
+        if (InitialModel is not null && Weights is not null) throw new ArgumentException("Set either Weights (pretrained backbone) or InitialModel (continue from a saved model), not both.");
+        if (InitialModel is not null && !File.Exists(InitialModel)) throw new FileNotFoundException($"Initial model '{InitialModel}' does not exist.", InitialModel);
         ResolvePreprocessing().Validate();
         Head.Validate();
     }

@@ -37,7 +37,7 @@ public sealed record ClassifierDescription
     public string? InitialWeights { get; init; }
     /// <summary>SHA-256 (hex) of the pretrained weight file, if any: which exact file the model started from.</summary>
     public string? InitialWeightsSha256 { get; init; }
-    /// <summary>Format of the pretrained weight file (safetensors, PyTorch, KerasH5, Onnx…), if any.</summary>
+    /// <summary>Format of the pretrained weight file (safetensors, PyTorch, KerasH5, Onnx…; ImageTransferModel for a saved model trained on), if any.</summary>
     public string? InitialWeightsFormat { get; init; }
     /// <summary>The fine-tuning schedule used: trainable layer groups and learning rates per phase of epochs.</summary>
     public FineTuningSchedule? FineTuning { get; init; }
@@ -46,6 +46,28 @@ public sealed record ClassifierDescription
     /// <summary>Per-epoch history of the run that produced the weights.</summary>
     public IReadOnlyList<EpochSummary>? History { get; init; }
     public int? KeptEpoch { get; init; }
+
+    /// <summary>Writes the description as JSON.</summary>
+    public void Write(Stream stream) => JsonSerializer.Serialize(stream, this, Json);
+
+    /// <summary>Reads and checks a description written by <see cref="Write"/>. Uses no TorchSharp (scoring processes read it too).</summary>
+    public static ClassifierDescription Read(Stream description, string? source = null)
+    {
+        static string Where(string? source) => source is null ? "" : $" in '{source}'";
+        ClassifierDescription? desc;
+        try
+        {
+            desc = JsonSerializer.Deserialize<ClassifierDescription>(description, Json);
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"Model description{Where(source)} is not valid: {e.Message}", e);
+        }
+        if (desc is null) throw new InvalidDataException($"Model description{Where(source)} is empty.");
+        if (desc.FormatVersion > CurrentFormatVersion || desc.FormatVersion < 1)
+            throw new InvalidDataException($"Model description{Where(source)} has format version {desc.FormatVersion}; this version of MLNet.ImageTransfer reads versions 1 to {CurrentFormatVersion}. Upgrade the package to load it.");
+        return desc;
+    }
 
     internal static readonly JsonSerializerOptions Json = new()
     {
@@ -94,7 +116,7 @@ public sealed class FittedClassifier : IDisposable
     public float[] PredictProbabilities(MLImage image) => PredictProbabilities([image])[0];
 
     /// <summary>Writes the description as JSON.</summary>
-    public void SaveDescription(Stream stream) => JsonSerializer.Serialize(stream, Description, ClassifierDescription.Json);
+    public void SaveDescription(Stream stream) => Description.Write(stream);
 
     /// <summary>Writes the weights as safetensors, with torchvision's key names (readable by PyTorch/timm too).</summary>
     public void SaveWeights(Stream stream)
@@ -104,22 +126,7 @@ public sealed class FittedClassifier : IDisposable
     }
 
     /// <summary>Reads and checks a description written by <see cref="SaveDescription"/>.</summary>
-    public static ClassifierDescription ReadDescription(Stream description, string? source = null)
-    {
-        ClassifierDescription? desc;
-        try
-        {
-            desc = JsonSerializer.Deserialize<ClassifierDescription>(description, ClassifierDescription.Json);
-        }
-        catch (JsonException e)
-        {
-            throw new InvalidDataException($"Model description{Where(source)} is not valid: {e.Message}", e);
-        }
-        if (desc is null) throw new InvalidDataException($"Model description{Where(source)} is empty.");
-        if (desc.FormatVersion > ClassifierDescription.CurrentFormatVersion || desc.FormatVersion < 1)
-            throw new InvalidDataException($"Model description{Where(source)} has format version {desc.FormatVersion}; this version of MLNet.ImageTransfer reads versions 1 to {ClassifierDescription.CurrentFormatVersion}. Upgrade the package to load it.");
-        return desc;
-    }
+    public static ClassifierDescription ReadDescription(Stream description, string? source = null) => ClassifierDescription.Read(description, source);
 
     /// <summary>Rebuilds a classifier from its description and the weights written by <see cref="SaveWeights"/>; they must match exactly.</summary>
     public static FittedClassifier Load(ClassifierDescription description, Stream weights, Device? device = null, string? source = null)

@@ -16,8 +16,9 @@ namespace MLNet.ImageTransfer.Onnx;
 /// A trained image classifier scored by ONNX Runtime: the same columns as <see cref="ImageClassifierTransformer"/>
 /// (<c>Score</c>, probabilities with the class names as slot names; <c>PredictedLabel</c>, a key over the class names),
 /// computed by the exported graph from pixels that <see cref="ManagedImagePreprocessing"/> prepares in plain .NET.
-/// Loading and scoring it never loads libtorch, so a scoring service deploys with Microsoft.ML, ONNX Runtime and this
-/// assembly. Make one with <see cref="OnnxScoring.ToOnnxScoring"/>.
+/// Loading and scoring it never loads libtorch. A saved <see cref="ImageClassifierTransformer"/> already scores on ONNX
+/// Runtime once loaded; this transformer is the smallest scoring-only form (BatchNorm folded, weights optional). Make
+/// one with <see cref="OnnxScoring.ToOnnxScoring"/>.
 /// </summary>
 /// <remarks>
 /// Saved inside ML.NET's .zip as <c>columns.json</c>, <c>model.json</c> (the <see cref="ClassifierDescription"/>),
@@ -36,6 +37,7 @@ public sealed class OnnxImageClassifierTransformer : RowMappingTransformer<MLIma
     readonly IReadOnlyList<OutputColumn<float[]>> _outputs;
     readonly byte[] _onnx;
     readonly byte[]? _weights;
+    readonly OnnxClassifierScorer _scorer;
 
     internal OnnxImageClassifierTransformer(IHostEnvironment env, ClassifierDescription description, byte[] onnx, byte[]? weights,
         string imageColumnName, string scoreColumnName, string predictedLabelColumnName)
@@ -44,11 +46,7 @@ public sealed class OnnxImageClassifierTransformer : RowMappingTransformer<MLIma
         Description = description;
         _onnx = onnx;
         _weights = weights;
-        Model = OnnxImageModel.Load(onnx);
-        if (!Model.TakesRawPixels || !Model.OutputWidths.ContainsKey(OnnxNames.Probabilities))
-            throw new InvalidDataException($"The ONNX model must take '{OnnxNames.Pixels}' and give '{OnnxNames.Probabilities}'; it takes '{Model.InputName}' and gives {string.Join(", ", Model.OutputNames)}.");
-        if (Model.OutputWidths[OnnxNames.Probabilities] != description.ClassNames.Length || Model.ImageSize != description.Preprocessing.ImageSize)
-            throw new InvalidDataException("The ONNX model does not match its description (class count or image size).");
+        _scorer = new OnnxClassifierScorer(description, onnx, OnnxPart);
         ScoreColumnName = scoreColumnName;
         PredictedLabelColumnName = predictedLabelColumnName;
         _outputs = ClassificationColumns.Create(description.ClassNames, scoreColumnName, predictedLabelColumnName);
@@ -62,7 +60,7 @@ public sealed class OnnxImageClassifierTransformer : RowMappingTransformer<MLIma
     public string PredictedLabelColumnName { get; }
 
     /// <summary>The ONNX Runtime session.</summary>
-    public OnnxImageModel Model { get; }
+    public OnnxImageModel Model => _scorer.Model;
 
     /// <summary>The ONNX model's bytes (e.g. to deploy it elsewhere).</summary>
     public ReadOnlyMemory<byte> OnnxModel => _onnx;
@@ -80,16 +78,7 @@ public sealed class OnnxImageClassifierTransformer : RowMappingTransformer<MLIma
     }
 
     /// <summary>Class probabilities for each image, in <see cref="ClassNames"/> order.</summary>
-    public float[][] PredictProbabilities(IReadOnlyList<MLImage> images)
-    {
-        ArgumentNullException.ThrowIfNull(images);
-        if (images.Count == 0) return [];
-        int perImage = 3 * Description.Preprocessing.ImageSize * Description.Preprocessing.ImageSize;
-        var pixels = new float[images.Count * perImage];
-        for (int i = 0; i < images.Count; i++)
-            ManagedImagePreprocessing.ToPixels(images[i], Description.Preprocessing, pixels.AsSpan(i * perImage, perImage));
-        return Model.RunRows(pixels, OnnxNames.Probabilities);
-    }
+    public float[][] PredictProbabilities(IReadOnlyList<MLImage> images) => _scorer.PredictProbabilities(images);
 
     protected override void Map(ReadOnlySpan<MLImage> inputs, Span<float[]> results)
     {
@@ -134,11 +123,7 @@ public sealed class OnnxImageClassifierTransformer : RowMappingTransformer<MLIma
     {
         var columns = parts.Read(ColumnsPart, s => JsonSerializer.Deserialize<ColumnNames>(s))
             ?? throw new InvalidDataException("The ONNX classifier entry has no column names.");
-        // Deserialised here rather than through FittedClassifier.ReadDescription: nothing on this path may touch TorchSharp.
-        var description = parts.Read(DescriptionPart, s => JsonSerializer.Deserialize<ClassifierDescription>(s, ClassifierDescription.Json))
-            ?? throw new InvalidDataException("The ONNX classifier entry has no description.");
-        if (description.FormatVersion is < 1 or > ClassifierDescription.CurrentFormatVersion)
-            throw new InvalidDataException($"The classifier description has format version {description.FormatVersion}; this version reads 1 to {ClassifierDescription.CurrentFormatVersion}. Upgrade MLNet.ImageTransfer to load it.");
+        var description = parts.Read(DescriptionPart, s => ClassifierDescription.Read(s, DescriptionPart));
         var onnx = parts.Read(OnnxPart, ReadAll);
         var weights = parts.Contains(WeightsPart) ? parts.Read(WeightsPart, ReadAll) : null;
         return new OnnxImageClassifierTransformer(env, description, onnx, weights, columns.Image, columns.Score, columns.PredictedLabel);
@@ -151,7 +136,7 @@ public sealed class OnnxImageClassifierTransformer : RowMappingTransformer<MLIma
         return ms.ToArray();
     }
 
-    public void Dispose() => Model.Dispose();
+    public void Dispose() => _scorer.Dispose();
 
     sealed record ColumnNames(string Image, string Score, string PredictedLabel);
 }
@@ -163,7 +148,8 @@ public static class OnnxScoring
     /// A copy of <paramref name="model"/> in which every <see cref="ImageClassifierTransformer"/> is replaced by an
     /// <see cref="OnnxImageClassifierTransformer"/> of the same classifier (its graph exported with preprocessing and
     /// BatchNorm folding); every other transformer is kept. Save it with <c>mlContext.Model.Save</c> as usual; loading
-    /// and scoring the saved file (after <c>RegisterImageTransfer()</c>) then never loads libtorch.
+    /// and scoring the saved file (after <c>RegisterImageTransfer()</c>) then never loads libtorch — as for any saved
+    /// classifier; this form is smaller (folded BatchNorm, and no training state with <paramref name="keepWeights"/> false).
     /// </summary>
     /// <param name="mlContext">The context the new transformers belong to.</param>
     /// <param name="model">A fitted or loaded pipeline.</param>

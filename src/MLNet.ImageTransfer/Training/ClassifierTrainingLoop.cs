@@ -32,6 +32,9 @@ public static class ClassifierTrainingLoop
         int keptEpoch = options.Epochs;
         optim.Optimizer? optimizer = null;
         FineTuningPhase? phase = null;
+        // How a batch becomes logits (Training/FeatureCache.cs): the whole network, or a frozen backbone's cached features.
+        using var trainFeatures = FeatureCache.ForTraining(schedule, options, train);
+        using var validationFeatures = validation is null ? null : FeatureCache.ForValidation(schedule, options, validation);
         try
         {
             for (int epoch = 1; epoch <= options.Epochs; epoch++)
@@ -58,18 +61,16 @@ public static class ClassifierTrainingLoop
                 random.Shuffle(order);
                 int steps = (order.Length + options.BatchSize - 1) / options.BatchSize;
                 // Augmentation (training only) runs on background workers, a few batches ahead; seeded per (seed, epoch, batch).
-                using var batches = Augmentation.EpochBatches.Create(train, order, options.BatchSize, options.Augmentation, preprocessing, seed, epoch);
+                int backboneBatchesBefore = trainFeatures.BackboneBatches;
+                using var batches = trainFeatures.NeedsImages ? Augmentation.EpochBatches.Create(train, order, options.BatchSize, options.Augmentation, preprocessing, seed, epoch) : null;
                 double lossSum = 0; long correct = 0;
                 for (int step = 0; step < steps; step++)
                 {
                     cancellation.ThrowIfCancellationRequested();
                     var rows = order.AsSpan(step * options.BatchSize, Math.Min(options.BatchSize, order.Length - step * options.BatchSize));
                     using var scope = NewDisposeScope();
-                    var (bytes, labels) = batches.Next();
-                    var x = ImageTensors.Normalize(bytes, preprocessing, device);
-                    var y = labels.to(device);
                     optimizer!.zero_grad();
-                    var logits = model.call(x);
+                    var (logits, y) = trainFeatures.Forward(model, rows, () => batches!.Next(), train.Labels, preprocessing, device);
                     var loss = nn.functional.cross_entropy(logits, y);
                     float lossValue = loss.item<float>();
                     if (!float.IsFinite(lossValue))
@@ -86,7 +87,7 @@ public static class ClassifierTrainingLoop
                 double? valLoss = null, valAccuracy = null;
                 if (validation is { Count: > 0 })
                 {
-                    var (l, a) = Evaluate(model, validation, preprocessing, options.BatchSize, device);
+                    var (l, a) = Evaluate(model, validation, preprocessing, options.BatchSize, device, validationFeatures);
                     valLoss = l; valAccuracy = a;
                 }
 
@@ -103,7 +104,10 @@ public static class ClassifierTrainingLoop
                         isBest = true;
                     }
                 }
-                var summary = new EpochSummary(epoch, options.Epochs, epochPhase, steps, stopwatch.Elapsed, lr, trainLoss, trainAccuracy, valLoss, valAccuracy, isBest);
+                var summary = new EpochSummary(epoch, options.Epochs, epochPhase, steps, stopwatch.Elapsed, lr, trainLoss, trainAccuracy, valLoss, valAccuracy, isBest)
+                {
+                    BackboneBatches = trainFeatures.BackboneBatches - backboneBatchesBefore,
+                };
                 history.Add(summary);
                 options.EpochCompleted?.Invoke(summary);
             }
@@ -125,7 +129,11 @@ public static class ClassifierTrainingLoop
 
     /// <summary>Mean cross-entropy and accuracy of the model (eval mode) on a set.</summary>
     public static (double Loss, double Accuracy) Evaluate(ImageClassifierModel model, LabeledImageSet data, ImagePreprocessing preprocessing, int batchSize, Device device)
+        => Evaluate(model, data, preprocessing, batchSize, device, features: null);
+
+    internal static (double Loss, double Accuracy) Evaluate(ImageClassifierModel model, LabeledImageSet data, ImagePreprocessing preprocessing, int batchSize, Device device, FeatureCache? features)
     {
+        features ??= FeatureCache.None(data.Count);
         bool wasTraining = model.training;
         model.eval();
         double lossSum = 0; long correct = 0;
@@ -136,10 +144,8 @@ public static class ClassifierTrainingLoop
             for (int start = 0; start < rows.Length; start += batchSize)
             {
                 using var scope = NewDisposeScope();
-                var span = rows.AsSpan(start, Math.Min(batchSize, rows.Length - start));
-                var (bytes, labels) = data.Batch(span);
-                var logits = model.call(ImageTensors.Normalize(bytes, preprocessing, device));
-                var y = labels.to(device);
+                int from = start, count = Math.Min(batchSize, rows.Length - start);
+                var (logits, y) = features.Forward(model, rows.AsSpan(from, count), () => data.Batch(rows.AsSpan(from, count)), data.Labels, preprocessing, device);
                 lossSum += nn.functional.cross_entropy(logits, y, reduction: nn.Reduction.Sum).item<float>();
                 correct += logits.argmax(1).eq(y).sum().item<long>();
             }

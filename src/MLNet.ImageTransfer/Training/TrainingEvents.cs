@@ -15,9 +15,12 @@ public sealed record EpochSummary(
 {
     public double MillisecondsPerStep => Steps == 0 ? 0 : Duration.TotalMilliseconds / Steps;
 
+    /// <summary>Training batches of this epoch that ran the backbone (0: the head trained on cached features; see <see cref="TrainingOptions.CacheBackboneFeatures"/>).</summary>
+    public int BackboneBatches { get; init; } = Steps;
+
     public override string ToString()
     {
-        var line = $"Epoch {Epoch}/{Epochs} [{(Phase == TrainingPhase.Frozen ? "frozen" : "fine-tune")}] {Steps} steps {Duration.TotalSeconds:F1}s {MillisecondsPerStep:F0}ms/step - loss: {TrainLoss:F4} - accuracy: {TrainAccuracy:F4}";
+        var line = $"Epoch {Epoch}/{Epochs} [{(Phase == TrainingPhase.Frozen ? "frozen" : "fine-tune")}{(BackboneBatches == 0 && Steps > 0 ? ", cached features" : "")}] {Steps} steps {Duration.TotalSeconds:F1}s {MillisecondsPerStep:F0}ms/step - loss: {TrainLoss:F4} - accuracy: {TrainAccuracy:F4}";
         if (ValidationLoss is { } vl) line += $" - val_loss: {vl:F4} - val_accuracy: {ValidationAccuracy:F4}";
         return IsBest ? line + " *" : line;
     }

@@ -92,7 +92,10 @@ public class AugmentationTrainingTests
         var loaded = fresh.Model.Load(path, out _);
         Assert.Equal(augment.Augmentation, ((IEnumerable<ITransformer>)loaded).OfType<AugmentImagesTransformer>().Single().Augmentation);
         var test = fresh.Data.LoadFromEnumerable(ml.Data.CreateEnumerable<Row>(split.TestSet, false));
-        Assert.Equal(scores, Scores(fresh, loaded, test));
+        // The loaded classifier scores on ONNX Runtime: equal up to float rounding (augmenting would move scores by far more).
+        var loadedScores = Scores(fresh, loaded, test);
+        Assert.Equal(scores.Length, loadedScores.Length);
+        for (int i = 0; i < scores.Length; i++) Assert.Equal(scores[i], loadedScores[i], 5);
     }
 
     [Fact]

@@ -1,0 +1,247 @@
+using System.IO.Compression;
+using System.Runtime.CompilerServices;
+using System.Text.Json;
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using MLNet.ImageTransfer.Data;
+using Xunit.Abstractions;
+
+namespace MLNet.ImageTransfer.Tests.Persistence;
+
+/// <summary>
+/// The default saved classifier (a trainer pipeline saved with <c>ml.Model.Save</c>) scores on ONNX Runtime once
+/// loaded: a fresh process loads it and runs PredictionEngine, batch Transform and Evaluate without ever mapping
+/// libtorch, with the scores of the TorchSharp model that was saved. The TorchSharp network comes back exactly from
+/// the saved ONNX initializers.
+/// </summary>
+public class SavedClassifierScoringTests(ITestOutputHelper output)
+{
+    public sealed class Row
+    {
+        public string ImagePath { get; set; } = "";
+        public string Label { get; set; } = "";
+    }
+
+    public sealed class Prediction
+    {
+        public float[] Score { get; set; } = [];
+        public string PredictedLabel { get; set; } = "";
+    }
+
+    sealed record Trained(string Zip, List<Row> Rows, ITransformer Model, MLContext Ml);
+
+    /// <summary>
+    /// A tiny ResNet (it has BatchNorms, so running statistics and counters must survive) trained for two epochs, saved
+    /// by ml.Model.Save. The images have the network's size, so the comparison measures the engines: resizing in .NET
+    /// (ManagedImagePreprocessing) may round an occasional pixel one grey level away from libtorch's resize, which moves
+    /// a probability by ~1e-4 on its own (covered by OnnxScoringTests and ManagedPreprocessingTests).
+    /// </summary>
+    static readonly Lazy<Trained> Model = new(() =>
+    {
+        var root = TestData.ShapesFolder(perClass: 6, size: 32);
+        var ml = new MLContext(seed: 1);
+        var all = ImageFolder.Load(ml, root);
+        var model = TestData.Prefix(ml, root)
+            .Append(ml.MulticlassClassification.Trainers.ImageTransfer(TestData.TinyOptions(epochs: 2)))
+            .Append(ml.Transforms.Conversion.MapKeyToValue("PredictedLabel"))
+            .Fit(all);
+        var zip = Path.Combine(TestData.NewTempDir("saved-classifier"), "model.zip");
+        ml.Model.Save(model, all.Schema, zip);
+        return new Trained(zip, ml.Data.CreateEnumerable<Row>(all, false).ToList(), model, ml);
+    });
+
+    static ImageClassifierTransformer ClassifierOf(ITransformer model)
+        => ((IEnumerable<ITransformer>)model).SelectMany(t => t is IEnumerable<ITransformer> c ? c : [t]).OfType<ImageClassifierTransformer>().Single();
+
+    void AssertClose(IReadOnlyList<float[]> expected, IReadOnlyList<float[]> actual, double tolerance, string what)
+    {
+        Assert.Equal(expected.Count, actual.Count);
+        double max = expected.Zip(actual, (a, b) => { Assert.Equal(a.Length, b.Length); return a.Zip(b, (x, y) => Math.Abs((double)x - y)).Max(); }).Max();
+        output.WriteLine($"{what}: {actual.Count} images, max |score difference| = {max:E2}");
+        Assert.InRange(max, 0, tolerance);
+    }
+
+    [Fact]
+    public void A_fresh_process_scores_the_saved_model_on_onnx_runtime_without_loading_libtorch()
+    {
+        var (zip, rows, model, ml) = Model.Value;
+        Assert.Equal(ClassifierScoringEngine.TorchSharp, ClassifierOf(model).Engine);
+        var scored = model.Transform(ml.Data.LoadFromEnumerable(rows));
+        var expectedScores = scored.GetColumn<float[]>("Score").ToList();
+        var expectedLabels = scored.GetColumn<string>("PredictedLabel").ToList();
+        var expectedMetrics = ml.MulticlassClassification.Evaluate(scored);
+
+        var dir = TestData.NewTempDir("saved-classifier-child");
+        var rowsPath = Path.Combine(dir, "rows.json");
+        File.WriteAllText(rowsPath, JsonSerializer.Serialize(rows));
+        var report = RunChild(zip, rowsPath, Path.Combine(dir, "report.json"));
+        output.WriteLine("native libraries of the scoring process:\n  " + string.Join("\n  ", report.NativeLibraries));
+        output.WriteLine("managed assemblies: " + string.Join(", ", report.ManagedAssemblies));
+
+        Assert.Equal(nameof(ClassifierScoringEngine.OnnxRuntime), report.Engine);
+        Assert.Contains(report.NativeLibraries, l => l.Contains("onnxruntime", StringComparison.OrdinalIgnoreCase));
+        Assert.DoesNotContain(report.NativeLibraries, IsTorch);
+
+        AssertClose(expectedScores, report.TransformScores, 1e-4, "batch Transform in a fresh process vs TorchSharp in the training process");
+        AssertClose(expectedScores, report.EngineScores, 1e-4, "PredictionEngine in a fresh process vs TorchSharp in the training process");
+        Assert.Equal(expectedLabels, report.TransformLabels);
+        Assert.Equal(expectedLabels, report.EngineLabels);
+        Assert.Equal(expectedMetrics.MicroAccuracy, report.MicroAccuracy, 12);
+        Assert.Equal(expectedMetrics.LogLoss, report.LogLoss, 4);
+        Assert.Equal(expectedMetrics.ConfusionMatrix.GetFormattedConfusionTable(), report.ConfusionTable);
+        Assert.Contains("circle", report.ConfusionTable); // class names, not indices
+
+        // Control: the same check sees libtorch once the process rebuilds the TorchSharp network, so its absence above means something.
+        var control = RunChild(zip, rowsPath, Path.Combine(dir, "control.json"), touchTorchSharp: true);
+        Assert.Contains(control.NativeLibraries, IsTorch);
+    }
+
+    static bool IsTorch(string library) => library.Contains("libtorch", StringComparison.OrdinalIgnoreCase) || library.Contains("LibTorchSharp", StringComparison.OrdinalIgnoreCase);
+
+    [Fact]
+    public void The_torchsharp_network_comes_back_exactly_from_the_saved_initializers()
+    {
+        var (zip, _, model, _) = Model.Value;
+        var trained = ClassifierOf(model).Classifier;
+        var fresh = new MLContext().RegisterImageTransfer();
+        var loaded = ClassifierOf(fresh.Model.Load(zip, out _));
+        Assert.Equal(ClassifierScoringEngine.OnnxRuntime, loaded.Engine);
+
+        var expected = trained.Network.state_dict();
+        var actual = loaded.Classifier.Network.state_dict();
+        Assert.Equal(expected.Keys.Order(), actual.Keys.Order());
+        Assert.Contains(actual.Keys, k => k.EndsWith("num_batches_tracked"));
+        Assert.Contains(actual.Keys, k => k.EndsWith("running_var"));
+        foreach (var (key, tensor) in expected)
+            Assert.True(tensor.dtype == actual[key].dtype && tensor.cpu().eq(actual[key]).all().item<bool>(), $"{key} differs after the round trip");
+        Assert.Equal(trained.Description.ClassNames, loaded.Classifier.ClassNames);
+    }
+
+    [Fact]
+    public void The_zip_holds_the_network_once_as_onnx_and_a_loaded_model_saves_the_same_bytes()
+    {
+        var (zip, _, _, _) = Model.Value;
+        var fresh = new MLContext().RegisterImageTransfer();
+        var loaded = fresh.Model.Load(zip, out var schema);
+        var again = Path.Combine(TestData.NewTempDir("resaved"), "again.zip");
+        fresh.Model.Save(loaded, schema, again); // never touches the TorchSharp network
+
+        static Dictionary<string, byte[]> Parts(string path)
+        {
+            using var archive = ZipFile.OpenRead(path);
+            return archive.Entries.Where(e => e.FullName.Contains("Transform")).ToDictionary(e => e.FullName.Replace('\\', '/'), e =>
+            {
+                using var s = e.Open();
+                using var ms = new MemoryStream();
+                s.CopyTo(ms);
+                return ms.ToArray();
+            });
+        }
+        var first = Parts(zip);
+        var second = Parts(again);
+        var onnx = first.Keys.Single(k => k.EndsWith("/model.onnx"));
+        Assert.DoesNotContain(first.Keys, k => k.EndsWith("weights.safetensors"));
+        Assert.Contains(first.Keys, k => k.EndsWith("/extra-state.safetensors"));
+        Assert.Equal(first[onnx], second[onnx]);
+    }
+
+    [Fact]
+    public void A_format_v1_file_still_loads_and_scores_on_torchsharp()
+    {
+        var fixtures = Path.Combine(AppContext.BaseDirectory, "fixtures", "classifier-v1");
+        var expected = JsonSerializer.Deserialize<V1Scores>(File.ReadAllText(Path.Combine(fixtures, "scores.json")))!;
+        var ml = new MLContext().RegisterImageTransfer();
+        var model = ml.Model.Load(Path.Combine(fixtures, "classifier-v1.zip"), out _);
+        Assert.Equal(ClassifierScoringEngine.TorchSharp, ClassifierOf(model).Engine);
+        var rows = expected.Images.Select(p => new Row { ImagePath = Path.Combine(fixtures, "images", p), Label = Path.GetDirectoryName(p)! }).ToList();
+        var scores = model.Transform(ml.Data.LoadFromEnumerable(rows)).GetColumn<float[]>("Score").ToList();
+        AssertClose(expected.Scores, scores, 1e-6, "format v1 file vs the scores recorded when it was saved");
+
+        // Saving it again writes the current format, which then scores on ONNX Runtime.
+        var path = Path.Combine(TestData.NewTempDir("v1-resaved"), "v2.zip");
+        ml.Model.Save(model, ml.Data.LoadFromEnumerable(rows).Schema, path);
+        var reloaded = new MLContext().RegisterImageTransfer().Model.Load(path, out _);
+        Assert.Equal(ClassifierScoringEngine.OnnxRuntime, ClassifierOf(reloaded).Engine);
+        AssertClose(expected.Scores, reloaded.Transform(ml.Data.LoadFromEnumerable(rows)).GetColumn<float[]>("Score").ToList(), 1e-4, "v1 re-saved as v2");
+    }
+
+    sealed record V1Scores(List<string> Images, List<float[]> Scores);
+
+    // ---- Child process: load, PredictionEngine, Transform, Evaluate, list native libraries ------------------------
+
+    const string ChildVariable = "MLNET_IMAGETRANSFER_SAVED_SCORING_CHILD";
+
+    public sealed class ChildReport
+    {
+        public string Engine { get; set; } = "";
+        public List<float[]> EngineScores { get; set; } = [];
+        public List<string> EngineLabels { get; set; } = [];
+        public List<float[]> TransformScores { get; set; } = [];
+        public List<string> TransformLabels { get; set; } = [];
+        public double MicroAccuracy { get; set; }
+        public double LogLoss { get; set; }
+        public string ConfusionTable { get; set; } = "";
+        public List<string> NativeLibraries { get; set; } = [];
+        public List<string> ManagedAssemblies { get; set; } = [];
+    }
+
+    ChildReport RunChild(string modelPath, string rowsPath, string reportPath, bool touchTorchSharp = false)
+    {
+        var assembly = typeof(SavedClassifierScoringTests).Assembly.Location;
+        var (code, stdout, stderr) = ChildProcess.RunDotnet(["exec", assembly], TimeSpan.FromMinutes(3),
+            new Dictionary<string, string> { [ChildVariable] = JsonSerializer.Serialize(new[] { modelPath, rowsPath, reportPath, touchTorchSharp ? "torch" : "" }) },
+            Path.GetDirectoryName(assembly));
+        Assert.True(code == 0, $"child exited with {code}: {stdout}{stderr}");
+        return JsonSerializer.Deserialize<ChildReport>(File.ReadAllText(reportPath))!;
+    }
+
+#pragma warning disable CA2255 // The documented entry of the child process (see Persistence/FreshProcess.cs for the pattern).
+    [ModuleInitializer]
+#pragma warning restore CA2255
+    internal static void RunIfChild()
+    {
+        var arguments = Environment.GetEnvironmentVariable(ChildVariable);
+        if (string.IsNullOrEmpty(arguments)) return;
+        new Thread(() =>
+        {
+            int exitCode = 0;
+            try
+            {
+                var args = JsonSerializer.Deserialize<string[]>(arguments)!;
+                var ml = new MLContext().RegisterImageTransfer();
+                var model = ml.Model.Load(args[0], out var inputSchema);
+                var rows = JsonSerializer.Deserialize<List<Row>>(File.ReadAllText(args[1]))!;
+                var report = new ChildReport { Engine = ClassifierOf(model).Engine.ToString() };
+
+                var engine = ml.Model.CreatePredictionEngine<Row, Prediction>(model, inputSchema);
+                foreach (var row in rows)
+                {
+                    var p = engine.Predict(row);
+                    report.EngineScores.Add(p.Score.ToArray());
+                    report.EngineLabels.Add(p.PredictedLabel);
+                }
+                var scored = model.Transform(ml.Data.LoadFromEnumerable(rows));
+                report.TransformScores = scored.GetColumn<float[]>("Score").ToList();
+                report.TransformLabels = scored.GetColumn<string>("PredictedLabel").ToList();
+                var metrics = ml.MulticlassClassification.Evaluate(scored);
+                report.MicroAccuracy = metrics.MicroAccuracy;
+                report.LogLoss = metrics.LogLoss;
+                report.ConfusionTable = metrics.ConfusionMatrix.GetFormattedConfusionTable();
+                if (args[3] == "torch") _ = ClassifierOf(model).Classifier.Network.parameters().Count();
+
+                report.NativeLibraries = File.ReadLines("/proc/self/maps")
+                    .Select(line => line.Split(' ', StringSplitOptions.RemoveEmptyEntries))
+                    .Where(fields => fields.Length >= 6 && fields[5].Contains(".so"))
+                    .Select(fields => Path.GetFileName(fields[5])).Distinct().Order().ToList();
+                report.ManagedAssemblies = AppDomain.CurrentDomain.GetAssemblies().Select(a => a.GetName().Name!).Order().ToList();
+                File.WriteAllText(args[2], JsonSerializer.Serialize(report));
+            }
+            catch (Exception e)
+            {
+                Console.Error.WriteLine(e);
+                exitCode = 3;
+            }
+            Environment.Exit(exitCode);
+        }) { IsBackground = false, Name = "saved classifier scoring child" }.Start();
+    }
+}
