@@ -148,6 +148,8 @@ internal sealed class TrainingRun : IDisposable
             EnterPhase(_fineTuning.PhaseOf(resumeEpoch));
             if (_phase!.FromEpoch == checkpoint.OptimizerPhaseFromEpoch && checkpoint.Files.ContainsKey(TrainingCheckpoint.OptimizerFileName))
             {
+                if (checkpoint.Optimizer != _optimizer!.GetType().Name)
+                    throw new InvalidOperationException(Mismatch("optimizer", checkpoint.Optimizer ?? "none", _optimizer.GetType().Name));
                 using var stream = File.OpenRead(Path.Combine(checkpoint.Directory!, TrainingCheckpoint.OptimizerFileName));
                 using var reader = new BinaryReader(stream);
                 StateOf(_optimizer!).load_state_dict(reader);
