@@ -52,14 +52,16 @@ public sealed class CheckpointDirectory
     public TrainingCheckpoint? Best() => ValidCheckpoints(BestKind).FirstOrDefault();
 
     /// <summary>Valid checkpoints of a kind, newest first.</summary>
-    public IEnumerable<TrainingCheckpoint> ValidCheckpoints(string kind)
+    public IEnumerable<TrainingCheckpoint> ValidCheckpoints(string kind) => Checkpoints(kind, verifyHashes: true);
+
+    IEnumerable<TrainingCheckpoint> Checkpoints(string kind, bool verifyHashes)
     {
         if (!System.IO.Directory.Exists(Path)) yield break;
         var prefix = kind == BestKind ? "best-epoch-" : "epoch-";
         var candidates = new List<TrainingCheckpoint>();
         foreach (var dir in System.IO.Directory.EnumerateDirectories(Path, prefix + "*"))
         {
-            var checkpoint = TryRead(dir, out var problem);
+            var checkpoint = TryRead(dir, out var problem, verifyHashes);
             if (checkpoint is null || checkpoint.Kind != kind) { if (problem is not null) Problems.Add(problem); continue; }
             candidates.Add(checkpoint);
         }
@@ -67,7 +69,8 @@ public sealed class CheckpointDirectory
     }
 
     /// <summary>Reads and verifies one checkpoint folder; null (and why) when it is not a complete checkpoint.</summary>
-    public static TrainingCheckpoint? TryRead(string folder, out string? problem)
+    /// <param name="verifyHashes">False: check the manifest and file sizes only (pruning, which reads every folder after every epoch).</param>
+    public static TrainingCheckpoint? TryRead(string folder, out string? problem, bool verifyHashes = true)
     {
         problem = null;
         var manifestPath = System.IO.Path.Combine(folder, TrainingCheckpoint.ManifestFileName);
@@ -91,7 +94,7 @@ public sealed class CheckpointDirectory
             if (!File.Exists(file)) { problem = $"{file}: missing"; return null; }
             var length = new FileInfo(file).Length;
             if (length != expected.Bytes) { problem = $"{file}: {length} bytes, the manifest says {expected.Bytes}"; return null; }
-            if (Sha256Of(file) != expected.Sha256) { problem = $"{file}: SHA-256 differs from the manifest (corrupt)"; return null; }
+            if (verifyHashes && Sha256Of(file) != expected.Sha256) { problem = $"{file}: SHA-256 differs from the manifest (corrupt)"; return null; }
         }
         return manifest with { Directory = folder };
     }
@@ -141,11 +144,12 @@ public sealed class CheckpointDirectory
     internal void Prune()
     {
         if (!System.IO.Directory.Exists(Path)) return;
-        var last = ValidCheckpoints(LastKind).ToList();
+        // Sizes and manifests only: every folder here was verified when it was written (or is older than the newest).
+        var last = Checkpoints(LastKind, verifyHashes: false).ToList();
         var keep = last.Take(KeepLast).ToList();
         foreach (var old in last.Skip(KeepLast)) Discard(old.Directory!);
         var keptBest = keep.Select(c => c.KeptEpoch).ToHashSet();
-        foreach (var best in ValidCheckpoints(BestKind).ToList())
+        foreach (var best in Checkpoints(BestKind, verifyHashes: false).ToList())
             if (!keptBest.Contains(best.EpochsCompleted)) Discard(best.Directory!);
         RemoveLeftovers();
     }
