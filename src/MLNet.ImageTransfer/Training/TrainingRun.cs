@@ -84,7 +84,8 @@ internal sealed class TrainingRun : IDisposable
                 RunEpoch(epoch, resumingThisEpoch ? start!.StepsIntoEpoch : 0,
                     resumingThisEpoch ? (start!.PartialLossSum, start.PartialCorrect) : (0, 0));
             }
-            if (_history.Count == 0) throw new InvalidOperationException($"Nothing to train: the checkpoint in '{_checkpoints?.Path}' is already past epoch {_options.Epochs}.");
+            // A resumed run whose checkpoint is already at the end (or whose early stopping had fired) trains no epoch:
+            // it ends as the original run did, with the same kept weights.
             int kept = _best.Restore(_model) ?? _history[^1].Epoch;
             var history = new TrainingHistory(_history.ToList(), kept)
             {

@@ -90,6 +90,18 @@ public class CheckpointResumeTests
     }
 
     [Fact]
+    public void Resuming_a_finished_run_trains_nothing_and_ends_with_the_same_weights()
+    {
+        // A process killed after its last checkpoint but before saving the model: resuming must give that model.
+        var dir = TestData.NewTempDir("finished");
+        var (expected, first) = Train(Options(dir));
+        var (again, history) = Train(Options(dir), resume: true);
+        Assert.Equal(first.Epochs.Count, history.Epochs.Count);
+        Assert.Equal(first.KeptEpoch, history.KeptEpoch);
+        TrainingTestKit.AssertSameWeights(expected, again, "resumed finished run");
+    }
+
+    [Fact]
     public void Resume_rejects_a_checkpoint_of_another_run_with_a_clear_message()
     {
         var dir = TestData.NewTempDir("mismatch");

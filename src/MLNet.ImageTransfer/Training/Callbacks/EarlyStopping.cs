@@ -44,16 +44,24 @@ public sealed class EarlyStopping : TrainingCallback
 
     public override void OnResume(IReadOnlyList<EpochSummary> completed, TrainingControl control)
     {
-        foreach (var e in completed) Update(e);
+        // Replayed with the same rule: if the interrupted run had already stopped, the resumed one stops at once too.
+        foreach (var e in completed)
+            if (Update(e))
+            {
+                Stop(e.Epoch, control);
+                break;
+            }
     }
 
     public override void OnEpochEnd(EpochSummary epoch, TrainingControl control)
     {
-        if (Update(epoch))
-        {
-            StoppedEpoch = epoch.Epoch;
-            control.RequestStop($"early stopping: {Monitor.Name()} did not improve for {Patience} epochs (best {_best:F4} at epoch {BestEpoch})");
-        }
+        if (Update(epoch)) Stop(epoch.Epoch, control);
+    }
+
+    void Stop(int epoch, TrainingControl control)
+    {
+        StoppedEpoch = epoch;
+        control.RequestStop($"early stopping: {Monitor.Name()} did not improve for {Patience} epochs (best {_best:F4} at epoch {BestEpoch})");
     }
 
     /// <returns>True when patience has run out.</returns>
