@@ -73,6 +73,7 @@ internal sealed class TrainingRun : IDisposable
     {
         try
         {
+            _checkpoints?.EnsureWritable(); // fail now, not after the first epoch
             _schedule?.Reset();
             foreach (var c in _callbacks) c.OnTrainBegin(_control);
             var start = _options.Resume ? ResumeFromCheckpoint() : null;

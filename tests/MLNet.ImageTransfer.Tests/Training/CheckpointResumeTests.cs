@@ -195,6 +195,20 @@ public class CheckpointResumeTests
     }
 
     [Fact]
+    public void An_unwritable_checkpoint_folder_fails_before_training_with_its_path()
+    {
+        var dir = TestData.NewTempDir("unwritable-ckpt");
+        var file = Path.Combine(dir, "a-file");
+        File.WriteAllText(file, "x");
+        var options = Options(Path.Combine(file, "ckpt"));
+        int epochs = 0;
+        options.EpochCompleted = _ => epochs++;
+        var e = Assert.Throws<IOException>(() => Train(options));
+        Assert.Contains("checkpoint folder '" + Path.Combine(file, "ckpt") + "' cannot be written", e.Message);
+        Assert.Equal(0, epochs);
+    }
+
+    [Fact]
     public void A_checkpoint_without_its_manifest_is_not_a_checkpoint()
     {
         var dir = TestData.NewTempDir("nomanifest");

@@ -154,6 +154,22 @@ public sealed class CheckpointDirectory
         RemoveLeftovers();
     }
 
+    /// <summary>Creates the folder, or fails before any training with an <see cref="IOException"/> naming it (a file in the way, no permission).</summary>
+    internal void EnsureWritable()
+    {
+        try
+        {
+            System.IO.Directory.CreateDirectory(Path);
+            var probe = System.IO.Path.Combine(Path, TempPrefix + "probe-" + Guid.NewGuid().ToString("N")[..8]);
+            using (OpenWrite(probe)) { }
+            File.Delete(probe);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new IOException($"The checkpoint folder '{Path}' cannot be written: {e.Message}", e);
+        }
+    }
+
     /// <summary>Deletes temporary and half-deleted folders of earlier, interrupted runs.</summary>
     internal void RemoveLeftovers()
     {
