@@ -29,7 +29,7 @@ internal static class ChildProcess
     }
 
     /// <summary>The dotnet host running us (the SDK sets DOTNET_HOST_PATH for test runs), else the one on PATH.</summary>
-    static string DotnetHost()
+    internal static string DotnetHost()
     {
         var fromSdk = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH");
         if (!string.IsNullOrEmpty(fromSdk) && File.Exists(fromSdk)) return fromSdk;

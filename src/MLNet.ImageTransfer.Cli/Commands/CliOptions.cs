@@ -3,6 +3,7 @@ using Microsoft.ML;
 using MLNet.ImageTransfer.Data;
 using MLNet.ImageTransfer.Models;
 using MLNet.ImageTransfer.Training;
+using MLNet.ImageTransfer.Training.Callbacks;
 
 namespace MLNet.ImageTransfer.Cli.Commands;
 
@@ -23,8 +24,19 @@ internal sealed class TrainingFlags
     public Option<int> Epochs { get; } = new("--epochs") { Description = "Passes over the training data", DefaultValueFactory = _ => 10 };
     public Option<int> BatchSize { get; } = new("--batch-size") { Description = "Images per step", DefaultValueFactory = _ => 32 };
     public Option<double> LearningRate { get; } = new("--lr") { Description = "Learning rate", DefaultValueFactory = _ => 1e-3 };
-    public Option<string> Optimizer { get; } = new("--optimizer") { Description = "adam or sgd (momentum 0.9)", DefaultValueFactory = _ => "adam" };
-    public Option<double> WeightDecay { get; } = new("--weight-decay") { Description = "L2 weight decay", DefaultValueFactory = _ => 0 };
+    public Option<string> Optimizer { get; } = new("--optimizer") { Description = "adam, adamw (decoupled weight decay) or sgd (momentum 0.9)", DefaultValueFactory = _ => "adam" };
+    public Option<double> WeightDecay { get; } = new("--weight-decay") { Description = "Weight decay: an L2 term in the gradient for adam/sgd, decoupled for adamw", DefaultValueFactory = _ => 0 };
+    public Option<string?> LrSchedule { get; } = new("--lr-schedule") { Description = "Learning-rate schedule: " + Training.Schedules.LearningRateSchedules.Help };
+    public Option<int?> WarmupEpochs { get; } = new("--warmup-epochs") { Description = "Linear warm-up epochs before the cosine schedule (--lr-schedule cosine; default cosine when given alone)" };
+    public Option<int?> EarlyStopping { get; } = new("--early-stopping") { Description = "Stop after PATIENCE epochs without improvement of --monitor, keeping the best epoch's weights" };
+    public Option<double> MinDelta { get; } = new("--min-delta") { Description = "Smallest change of --monitor that counts as an improvement for --early-stopping", DefaultValueFactory = _ => 0 };
+    public Option<string> Monitor { get; } = new("--monitor") { Description = "val_loss or val_accuracy: picks the best epoch (kept weights, best checkpoint) and drives --early-stopping and the plateau schedule", DefaultValueFactory = _ => "val_loss" };
+    public Option<double> LabelSmoothing { get; } = new("--label-smoothing") { Description = "Label smoothing of the training loss, in [0, 1)", DefaultValueFactory = _ => 0 };
+    public Option<string?> ClassWeights { get; } = new("--class-weights") { Description = "Loss weights per class: balanced (N / (K·n_class)) or a comma-separated list in class order" };
+    public Option<bool> BalancedSampling { get; } = new("--balanced-sampling") { Description = "Draw each epoch's images with replacement so that every class is equally likely" };
+    public Option<double?> ClipGradNorm { get; } = new("--clip-grad-norm") { Description = "Clip the gradients' total L2 norm to this value" };
+    public Option<DirectoryInfo?> CheckpointDir { get; } = new("--checkpoint-dir") { Description = "Write a checkpoint after every epoch (and on Ctrl+C) to this folder, plus the best epoch's weights" };
+    public Option<DirectoryInfo?> Resume { get; } = new("--resume") { Description = "Continue from the newest checkpoint in this folder (repeat the original command's flags); checkpoints keep going there" };
     public Option<int> FreezeEpochs { get; } = new("--freeze-epochs") { Description = "Epochs with the backbone frozen before fine-tuning everything", DefaultValueFactory = _ => 0 };
     public Option<int> Seed { get; } = new("--seed") { Description = "Random seed (same seed, same data, CPU → same model)", DefaultValueFactory = _ => 1 };
     public Option<string> Device { get; } = new("--device") { Description = "cpu, cuda or cuda:N", DefaultValueFactory = _ => "cpu" };
@@ -32,11 +44,46 @@ internal sealed class TrainingFlags
     public Option<string> Augment { get; } = new("--augment") { Description = "Training augmentation: " + Augmentation.AugmentationSpec.Help, DefaultValueFactory = _ => "none" };
 
     public IEnumerable<Option> All => [Arch, Weights, InitModel, ImageSize, Preprocess, AllowPreprocessMismatch, Epochs, BatchSize, LearningRate, Optimizer, WeightDecay, FreezeEpochs,
-        Freeze, TrainableBlocks, LayerDecay, LrMult, UpdateFrozenBn, Augment, Seed, Device, Quiet];
+        Freeze, TrainableBlocks, LayerDecay, LrMult, UpdateFrozenBn, Augment, LrSchedule, WarmupEpochs, EarlyStopping, MinDelta, Monitor, LabelSmoothing,
+        ClassWeights, BalancedSampling, ClipGradNorm, CheckpointDir, Resume, Seed, Device, Quiet];
 
     public ImageTransferTrainer.Options ToOptions(ParseResult r)
     {
-        var options = Options(r);
+        var options = BaseOptions(r);
+        var monitor = MonitoredMetrics.Parse(r.GetValue(Monitor)!);
+        options.KeepBestBy = monitor == MonitoredMetric.ValidationLoss ? BestModelMetric.ValidationLoss : BestModelMetric.ValidationAccuracy;
+        var schedule = r.GetValue(LrSchedule);
+        if (r.GetValue(WarmupEpochs) is int warmup)
+        {
+            schedule ??= "cosine";
+            if (!schedule.StartsWith("cosine", StringComparison.OrdinalIgnoreCase))
+                throw new ArgumentException($"--warmup-epochs applies to the cosine schedule, not '{schedule}'.");
+            schedule += (schedule.Contains(':') ? "," : ":") + $"warmup_epochs={warmup}";
+        }
+        options.LearningRateSchedule = Training.Schedules.LearningRateSchedules.Parse(schedule, monitor);
+        if (r.GetValue(EarlyStopping) is int patience)
+            options.Callbacks.Add(new EarlyStopping { Monitor = monitor, Patience = patience, MinDelta = r.GetValue(MinDelta), RestoreBestWeights = true });
+        options.LabelSmoothing = r.GetValue(LabelSmoothing);
+        options.ClassWeights = r.GetValue(ClassWeights) switch
+        {
+            null or "" => null,
+            var w when w.Equals("balanced", StringComparison.OrdinalIgnoreCase) => Training.ClassWeights.Balanced,
+            var w => Training.ClassWeights.Of(w.Split(',', StringSplitOptions.TrimEntries).Select(v =>
+                double.TryParse(v, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var x) ? x
+                    : throw new ArgumentException($"--class-weights expects 'balanced' or numbers separated by commas, got '{v}'.")).ToArray()),
+        };
+        options.BalancedSampling = r.GetValue(BalancedSampling);
+        options.GradientClipNorm = r.GetValue(ClipGradNorm);
+        var checkpointDir = r.GetValue(CheckpointDir);
+        if (r.GetValue(Resume) is { } resume)
+        {
+            if (!resume.Exists) throw new DirectoryNotFoundException($"--resume: the checkpoint folder '{resume.FullName}' does not exist.");
+            if (checkpointDir is not null && checkpointDir.FullName != resume.FullName)
+                throw new ArgumentException("--resume continues writing checkpoints to its own folder; leave out --checkpoint-dir or give the same folder.");
+            checkpointDir = resume;
+            options.Resume = true;
+        }
+        options.CheckpointDirectory = checkpointDir?.FullName;
         if (options.InitialModel is { } initial)
         {
             var saved = ImageClassificationWorkflow.ReadDescription(initial);
@@ -49,7 +96,7 @@ internal sealed class TrainingFlags
         return options;
     }
 
-    ImageTransferTrainer.Options Options(ParseResult r) => new()
+    ImageTransferTrainer.Options BaseOptions(ParseResult r) => new()
     {
         Architecture = r.GetValue(Arch)!,
         Weights = r.GetValue(Weights)?.FullName,
@@ -64,7 +111,8 @@ internal sealed class TrainingFlags
         {
             "adam" => OptimizerKind.Adam,
             "sgd" => OptimizerKind.Sgd,
-            var o => throw new ArgumentException($"Unknown optimizer '{o}': use adam or sgd."),
+            "adamw" => OptimizerKind.AdamW,
+            var o => throw new ArgumentException($"Unknown optimizer '{o}': use adam, adamw or sgd."),
         },
         WeightDecay = r.GetValue(WeightDecay),
         FrozenEpochs = r.GetValue(FreezeEpochs),

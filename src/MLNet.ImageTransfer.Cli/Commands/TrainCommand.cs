@@ -1,9 +1,13 @@
 using System.CommandLine;
+using MLNet.ImageTransfer.Training;
 
 namespace MLNet.ImageTransfer.Cli.Commands;
 
 internal static class TrainCommand
 {
+    /// <summary>Exit code after Ctrl+C (128 + SIGINT, as shells report it).</summary>
+    public const int InterruptedExitCode = 130;
+
     public static Command Create()
     {
         var flags = new TrainingFlags();
@@ -17,16 +21,59 @@ internal static class TrainCommand
         {
             var options = flags.ToOptions(r);
             var ml = Cli.NewContext(options.Seed);
-            var trained = TrainingDisplay.Run(options, r.GetValue(flags.Quiet),
-                () => ImageClassificationWorkflow.TrainFromFolder(ml, r.GetValue(data)!.FullName, options, r.GetValue(val)?.FullName, r.GetValue(valSplit), options.Seed ?? 0));
+            using var interrupt = CtrlC.StopTrainingOnCancelKey(options);
+            TrainedPipeline trained;
+            try
+            {
+                trained = TrainingDisplay.Run(options, r.GetValue(flags.Quiet),
+                    () => ImageClassificationWorkflow.TrainFromFolder(ml, r.GetValue(data)!.FullName, options, r.GetValue(val)?.FullName, r.GetValue(valSplit), options.Seed ?? 0));
+            }
+            catch (TrainingInterruptedException e)
+            {
+                Console.Error.WriteLine($"interrupted: {e.Message}" + (e.Checkpoint is null ? "" : " Run the same command with --resume " + Path.GetDirectoryName(e.Checkpoint) + " to continue."));
+                return InterruptedExitCode;
+            }
             if (trained.InitialModel is { } initial) Console.WriteLine(initial.Describe());
+            var history = trained.History;
+            if (history.ResumedFrom is { } from) Console.WriteLine($"Resumed from the {from}.");
+            foreach (var note in history.Notes) Console.WriteLine($"note: {note}");
+            if (history.StopReason is { } reason) Console.WriteLine($"Stopped after epoch {history.Epochs[^1].Epoch}: {reason}.");
             var path = r.GetValue(output)!.FullName;
             trained.Save(ml, path);
-            var kept = trained.History.Kept;
+            var kept = history.Kept;
             Console.WriteLine($"Kept epoch {kept.Epoch}" + (kept.ValidationAccuracy is { } a ? $" (val_loss {kept.ValidationLoss:F4}, val_accuracy {a:F4})" : "") + $". Saved {path}");
             Console.WriteLine("Wrote " + string.Join(", ", Reporting.TrainingHistoryFiles.SaveNextToModel(trained.History, path).Select(Path.GetFileName)));
             return 0;
         }));
         return command;
+    }
+}
+
+/// <summary>Ctrl+C → <see cref="TrainingOptions.Cancellation"/>: the loop finishes its step, checkpoints and stops. A second Ctrl+C kills at once.</summary>
+internal sealed class CtrlC : IDisposable
+{
+    readonly CancellationTokenSource _source = new();
+
+    CtrlC() => Console.CancelKeyPress += OnCancelKeyPress;
+
+    public static CtrlC StopTrainingOnCancelKey(TrainingOptions options)
+    {
+        var ctrlC = new CtrlC();
+        options.Cancellation = ctrlC._source.Token;
+        return ctrlC;
+    }
+
+    void OnCancelKeyPress(object? sender, ConsoleCancelEventArgs e)
+    {
+        if (_source.IsCancellationRequested) return; // the second Ctrl+C terminates
+        e.Cancel = true;
+        Console.Error.WriteLine("Stopping after the current step (Ctrl+C again to kill)…");
+        _source.Cancel();
+    }
+
+    public void Dispose()
+    {
+        Console.CancelKeyPress -= OnCancelKeyPress;
+        _source.Dispose();
     }
 }

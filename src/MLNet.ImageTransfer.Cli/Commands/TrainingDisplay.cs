@@ -15,7 +15,7 @@ internal static class TrainingDisplay
         }
         T result = default!;
         AnsiConsole.Progress()
-            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn())
+            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new RemainingTimeColumn())
             .Start(ctx =>
             {
                 ProgressTask? task = null;
@@ -23,7 +23,7 @@ internal static class TrainingDisplay
                 {
                     task ??= ctx.AddTask($"Epoch {s.Epoch}/{s.Epochs}", maxValue: s.Steps);
                     task.Value = s.Step;
-                    task.Description = $"Epoch {s.Epoch}/{s.Epochs} loss {s.Loss:F4} acc {s.Accuracy:F3}";
+                    task.Description = $"Epoch {s.Epoch}/{s.Epochs} {s.Step}/{s.Steps} loss {s.Loss:F4} acc {s.Accuracy:F3} lr {s.LearningRate:0.##e+0} ETA {s.EpochEta:mm\\:ss}";
                 };
                 options.EpochCompleted = e =>
                 {

@@ -169,7 +169,7 @@ public static class ImageClassificationWorkflow
     {
         var description = Parts(model).Select(p => p switch
         {
-            ImageClassifierTransformer c => c.Classifier.Description,
+            ImageClassifierTransformer c => c.Description, // not .Classifier: that rebuilds the TorchSharp network
             Onnx.OnnxImageClassifierTransformer o => o.Description,
             _ => null,
         }).OfType<Models.ClassifierDescription>().FirstOrDefault();
@@ -177,20 +177,40 @@ public static class ImageClassificationWorkflow
         return new TrainingHistory(epochs, description.KeptEpoch ?? epochs[^1].Epoch) { Schedule = description.FineTuning };
     }
 
-    /// <summary>Saves atomically: a crash mid-save never leaves a broken .zip where a good one was.</summary>
+    /// <summary>
+    /// Saves atomically: the .zip is written to a temporary file beside <paramref name="path"/>, flushed, then renamed
+    /// over it. A crash, a full disk or an unwritable folder never leaves a broken .zip where a good one was: the
+    /// previous file stays as it was, and the error (an <see cref="IOException"/>) names the path.
+    /// </summary>
     public static void SaveModel(MLContext mlContext, ITransformer model, DataViewSchema inputSchema, string path)
+        => SaveModel(mlContext, model, inputSchema, path, p => new FileStream(p, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16));
+
+    /// <param name="openWrite">Opens the temporary file (tests inject a failing stream: a full disk looks the same).</param>
+    internal static void SaveModel(MLContext mlContext, ITransformer model, DataViewSchema inputSchema, string path, Func<string, Stream> openWrite)
     {
         var full = Path.GetFullPath(path);
-        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
         var temp = full + ".tmp-" + Guid.NewGuid().ToString("N")[..8];
         try
         {
-            mlContext.Model.Save(model, inputSchema, temp);
+            Directory.CreateDirectory(Path.GetDirectoryName(full)!);
+            using (var stream = openWrite(temp))
+            {
+                mlContext.Model.Save(model, inputSchema, stream);
+                stream.Flush();
+                if (stream is FileStream file) file.Flush(flushToDisk: true);
+            }
             File.Move(temp, full, overwrite: true);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            var previous = File.Exists(full) ? " The previous file there is unchanged." : "";
+            throw new IOException($"Could not save the model to '{full}': {e.Message}{previous}", e);
         }
         finally
         {
-            if (File.Exists(temp)) File.Delete(temp);
+            try { if (File.Exists(temp)) File.Delete(temp); }
+            catch (IOException) { }
+            catch (UnauthorizedAccessException) { }
         }
     }
 

@@ -139,6 +139,7 @@ public sealed record FineTuningSchedule(IReadOnlyList<string> LayerGroups, IRead
             {
                 OptimizerKind.Adam => optim.Adam(all, lr: phase.HeadLearningRate, weight_decay: options.WeightDecay),
                 OptimizerKind.Sgd => optim.SGD(all, phase.HeadLearningRate, momentum: options.Momentum, weight_decay: options.WeightDecay),
+                OptimizerKind.AdamW => optim.AdamW(all, lr: phase.HeadLearningRate, weight_decay: options.WeightDecay),
                 _ => throw new ArgumentOutOfRangeException(nameof(options), options.Optimizer, "Unknown optimizer."),
             };
         }
@@ -148,6 +149,8 @@ public sealed record FineTuningSchedule(IReadOnlyList<string> LayerGroups, IRead
                 lr: phase.HeadLearningRate, weight_decay: options.WeightDecay),
             OptimizerKind.Sgd => optim.SGD(rates.Select(r => new SGD.ParamGroup(r.Parameters, lr: r.Lr, momentum: options.Momentum, weight_decay: options.WeightDecay)),
                 phase.HeadLearningRate, momentum: options.Momentum, weight_decay: options.WeightDecay),
+            OptimizerKind.AdamW => optim.AdamW(rates.Select(r => new AdamW.ParamGroup(r.Parameters, lr: r.Lr, weight_decay: options.WeightDecay)),
+                lr: phase.HeadLearningRate, weight_decay: options.WeightDecay),
             _ => throw new ArgumentOutOfRangeException(nameof(options), options.Optimizer, "Unknown optimizer."),
         };
     }

@@ -8,6 +8,12 @@ public enum OptimizerKind
     Adam,
     /// <summary>SGD with momentum (torchvision's reference recipe).</summary>
     Sgd,
+    /// <summary>
+    /// AdamW: Adam with decoupled weight decay (Loshchilov &amp; Hutter; PyTorch's AdamW, Keras' AdamW). With Adam,
+    /// <see cref="TrainingOptions.WeightDecay"/> is an L2 term added to the gradient (PyTorch's Adam(weight_decay)),
+    /// which Adam's per-parameter scaling weakens; AdamW shrinks the weights directly by lr × decay each step.
+    /// </summary>
+    AdamW,
 }
 
 /// <summary>Which validation number decides the "best" epoch whose weights are kept.</summary>
@@ -42,7 +48,10 @@ public class TrainingOptions
     /// <summary>SGD momentum (ignored by Adam). Default 0.9.</summary>
     public double Momentum { get; set; } = 0.9;
 
-    /// <summary>L2 weight decay. Default 0.</summary>
+    /// <summary>
+    /// Weight decay. Default 0. Adam and SGD: an L2 penalty added to the gradient (PyTorch's <c>weight_decay</c>);
+    /// AdamW: decoupled decay (weights × (1 − lr·decay) each step; PyTorch's AdamW default is 0.01).
+    /// </summary>
     public double WeightDecay { get; set; }
 
     /// <summary>
@@ -112,6 +121,48 @@ public class TrainingOptions
     /// <summary>Bytes of cached features held in memory; beyond them, features go to a temporary file. Default 2 GiB.</summary>
     public long FeatureCacheMemoryLimit { get; set; } = 2L << 30;
 
+    /// <summary>
+    /// Learning-rate schedule (<see cref="Schedules.StepSchedule"/>, <see cref="Schedules.CosineSchedule"/> with warm-up,
+    /// <see cref="Schedules.OneCycleSchedule"/>, <see cref="Schedules.ReduceOnPlateauSchedule"/>): scales
+    /// <see cref="LearningRate"/> (and <see cref="FineTuneLearningRate"/> once unfrozen). Null (default): constant.
+    /// </summary>
+    public Schedules.LearningRateSchedule? LearningRateSchedule { get; set; }
+
+    /// <summary>Keras-style callbacks (<see cref="Callbacks.EarlyStopping"/> or your own <see cref="Callbacks.TrainingCallback"/>).</summary>
+    public IList<Callbacks.TrainingCallback> Callbacks { get; set; } = new List<Callbacks.TrainingCallback>();
+
+    /// <summary>Label smoothing ε in [0, 1) of the training loss (PyTorch / Keras definition). Default 0.</summary>
+    public double LabelSmoothing { get; set; }
+
+    /// <summary>Per-class loss weights (<see cref="Training.ClassWeights.Balanced"/> or explicit). Null (default): all 1.</summary>
+    public ClassWeights? ClassWeights { get; set; }
+
+    /// <summary>
+    /// Draw each epoch's images with replacement so that every class is equally likely (PyTorch's
+    /// WeightedRandomSampler with 1/n_class weights). Default false: each image once per epoch.
+    /// </summary>
+    public bool BalancedSampling { get; set; }
+
+    /// <summary>Clip the gradients' total L2 norm to this value before each step (PyTorch's clip_grad_norm_). Null (default): no clipping.</summary>
+    public double? GradientClipNorm { get; set; }
+
+    /// <summary>
+    /// Folder for checkpoints (<see cref="Checkpoints.CheckpointDirectory"/>): after every epoch the model, optimizer
+    /// state, RNG state and history (the newest two kept), the best epoch's weights when a best epoch is tracked, and
+    /// a checkpoint when training is interrupted. Null (default): none.
+    /// </summary>
+    public string? CheckpointDirectory { get; set; }
+
+    /// <summary>
+    /// Continue from the newest valid checkpoint in <see cref="CheckpointDirectory"/> (Keras' BackupAndRestore): same
+    /// seed, data and settings give the same final weights as an uninterrupted run (CPU). Without a checkpoint there, the
+    /// run starts from scratch (noted in <see cref="TrainingHistory.Notes"/>). Default false.
+    /// </summary>
+    public bool Resume { get; set; }
+
+    /// <summary>Stops training after the current step (checkpointed when <see cref="CheckpointDirectory"/> is set); the CLI wires Ctrl+C here.</summary>
+    public CancellationToken Cancellation { get; set; }
+
     /// <summary>Called after every epoch with its losses and accuracies (Keras' fit line).</summary>
     public Action<EpochSummary>? EpochCompleted { get; set; }
 
@@ -132,7 +183,21 @@ public class TrainingOptions
         if (LearningRateMultipliers?.FirstOrDefault(kv => !(kv.Value > 0) || double.IsInfinity(kv.Value)) is { Key: not null } bad)
             throw new ArgumentOutOfRangeException(nameof(LearningRateMultipliers), bad.Value, $"The learning-rate multiplier of '{bad.Key}' must be positive (freeze groups with TrainableBlocks instead).");
         if (FeatureCacheMemoryLimit < 0) throw new ArgumentOutOfRangeException(nameof(FeatureCacheMemoryLimit), FeatureCacheMemoryLimit, "The feature cache's memory limit cannot be negative.");
+        if (!(LabelSmoothing >= 0 && LabelSmoothing < 1)) throw new ArgumentOutOfRangeException(nameof(LabelSmoothing), LabelSmoothing, "Label smoothing must be in [0, 1).");
+        if (GradientClipNorm is { } clip && !(clip > 0)) throw new ArgumentOutOfRangeException(nameof(GradientClipNorm), clip, "The gradient clipping norm must be positive.");
+        if (Resume && string.IsNullOrWhiteSpace(CheckpointDirectory)) throw new ArgumentException("Resume needs a CheckpointDirectory to resume from.", nameof(Resume));
+        if (Callbacks is null) throw new ArgumentNullException(nameof(Callbacks));
+        foreach (var early in Callbacks.OfType<Callbacks.EarlyStopping>()) early.Validate();
+        LearningRateSchedule?.Validate();
         Augmentation?.Validate();
+    }
+
+    /// <summary>A shallow copy with a change (the caller's options stay as they were).</summary>
+    internal TrainingOptions With(Action<TrainingOptions> change)
+    {
+        var copy = (TrainingOptions)MemberwiseClone();
+        change(copy);
+        return copy;
     }
 
     /// <summary>A shallow copy with another <see cref="Augmentation"/> (the trainers use it for augmentation that comes from the pipeline).</summary>

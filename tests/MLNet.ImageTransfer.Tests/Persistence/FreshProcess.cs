@@ -45,6 +45,7 @@ internal static class FreshProcess
             exitCode = mode switch
             {
                 "load-and-predict" => ChildLoadAndPredict(args[0], args[1], args[2]),
+                TrainingLoop.KillResumeTests.ChildMode => TrainingLoop.KillResumeTests.RunChild(args),
                 _ => 2,
             };
         }
@@ -64,6 +65,24 @@ internal static class FreshProcess
             new Dictionary<string, string> { [ModeVariable] = mode, [ArgumentVariable] = JsonSerializer.Serialize(args) },
             Path.GetDirectoryName(assembly));
         return (code, stdout + stderr);
+    }
+
+    /// <summary>Starts this assembly as a child in <paramref name="mode"/> without waiting (standard output redirected): for tests that kill it.</summary>
+    public static Process Start(string mode, params string[] args)
+    {
+        var assembly = typeof(FreshProcess).Assembly.Location;
+        var start = new ProcessStartInfo(ChildProcess.DotnetHost())
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+            WorkingDirectory = Path.GetDirectoryName(assembly)!,
+        };
+        start.ArgumentList.Add("exec");
+        start.ArgumentList.Add(assembly);
+        start.Environment[ModeVariable] = mode;
+        start.Environment[ArgumentVariable] = JsonSerializer.Serialize(args);
+        return Process.Start(start)!;
     }
 
     // ---- Child side ----------------------------------------------------------------------------------------------
