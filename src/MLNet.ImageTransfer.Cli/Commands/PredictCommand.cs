@@ -36,9 +36,15 @@ internal static class PredictCommand
             return [path];
         }
         if (!Directory.Exists(path)) throw new FileNotFoundException($"'{path}' is neither an image file nor a folder.", path);
-        var files = Directory.EnumerateFiles(path, "*", SearchOption.AllDirectories).Order(StringComparer.Ordinal)
-            .Where(f => ImageFormatSniffer.Detect(f, out _) is not null).ToList();
-        return files.Count > 0 ? files : throw new InvalidDataException($"Folder '{path}' contains no images.");
+        var candidates = Directory.EnumerateFiles(path, "*", SearchOption.AllDirectories).Order(StringComparer.Ordinal)
+            .Where(f => !Path.GetFileName(f).StartsWith('.') && ImageFormatSniffer.Detect(f, out _) is not null).ToList();
+        // Corrupt or truncated images are left out with a note, as in training.
+        var problems = candidates.AsParallel().AsOrdered().Select(f => (File: f, Problem: ImageDecoder.Check(f))).ToList();
+        var bad = problems.Where(p => p.Problem is not null).ToList();
+        if (bad.Count > 0)
+            Console.Error.WriteLine($"Skipped {bad.Count} file(s) that are not usable images: " + string.Join("; ", bad.Take(5).Select(b => $"{b.File}: {b.Problem}")) + (bad.Count > 5 ? $"; and {bad.Count - 5} more." : "."));
+        var files = problems.Where(p => p.Problem is null).Select(p => p.File).ToList();
+        return files.Count > 0 ? files : throw new InvalidDataException($"Folder '{path}' contains no usable images.");
     }
 
     static void WriteCsv(string path, IReadOnlyList<ImagePrediction> predictions)
