@@ -87,7 +87,11 @@ public static class ImageDecoder
         try
         {
             using var codec = SKCodec.Create(path, out var created);
-            if (codec is null) { problem = $"corrupt image header ({Describe(created)})"; return null; }
+            if (codec is null)
+            {
+                problem = created == SKCodecResult.IncompleteInput ? Describe(created) : $"corrupt image header ({Describe(created)})";
+                return null;
+            }
             return Decode(codec, options, out problem);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
