@@ -81,12 +81,16 @@ public static class ImageClassificationWorkflow
         folderOptions ??= new ImageFolderOptions();
         var scan = ImageFolder.Scan(trainDir, folderOptions);
         var validationScan = validationDir is null ? null : ImageFolder.Scan(validationDir, folderOptions);
-        IDataView all = mlContext.Data.LoadFromEnumerable(Absolute(scan));
-        IDataView train = all, validation = null!;
+        var rows = Absolute(scan);
+        IDataView train = mlContext.Data.LoadFromEnumerable(rows), validation = null!;
         if (validationScan is not null)
             validation = mlContext.Data.LoadFromEnumerable(Absolute(validationScan));
         else if (validationSplit > 0)
-            (train, validation) = ImageFolder.StratifiedSplit(mlContext, all, validationSplit, splitSeed);
+        {
+            // The same split as ImageFolder.StratifiedSplit over these rows, without copying them through a data view.
+            var (trainRows, validationRows) = ImageFolder.StratifiedSplit(rows, validationSplit, splitSeed);
+            (train, validation) = (mlContext.Data.LoadFromEnumerable(trainRows), mlContext.Data.LoadFromEnumerable(validationRows));
+        }
 
         var prefix = Preprocessing(mlContext, options.LabelColumnName, options.ImageColumnName, folderOptions.Decode);
         if (validation is not null) options.ValidationSet = prefix.Fit(train).Transform(validation);
@@ -186,6 +190,6 @@ public static class ImageClassificationWorkflow
         return slots.DenseValues().Select(s => s.ToString()).ToArray();
     }
 
-    static IEnumerable<ImageFolderEntry> Absolute(ImageFolderScan scan)
+    static List<ImageFolderEntry> Absolute(ImageFolderScan scan)
         => scan.Images.Select(e => new ImageFolderEntry { ImagePath = Path.Combine(scan.Root, e.ImagePath), Label = e.Label }).ToList();
 }

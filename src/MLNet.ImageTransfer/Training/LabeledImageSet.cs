@@ -11,13 +11,17 @@ namespace MLNet.ImageTransfer.Training;
 /// Memory stays bounded whatever the dataset's size: the first <see cref="MemoryBudgetBytes"/> of pixels are kept in
 /// memory, the rest go to a temporary file (deleted on dispose) that batches read back with positioned reads. The OS
 /// page cache keeps that file in RAM when there is room, without counting against the process, so a large dataset
-/// costs disk I/O only under real memory pressure. <see cref="Batch"/> is safe to call from several threads (the
+/// costs disk I/O only under real memory pressure. The file goes to <see cref="Path.GetTempPath"/> (<c>TMPDIR</c>):
+/// where that is a RAM-backed tmpfs, point <c>TMPDIR</c> at a disk for datasets larger than memory. <see cref="Batch"/> is safe to call from several threads (the
 /// augmentation prefetch workers); <see cref="Add"/> and <see cref="Extract"/> are not.
 /// </remarks>
 public sealed class LabeledImageSet : IDisposable
 {
-    /// <summary>Default <see cref="MemoryBudgetBytes"/>: 32 MiB of pixels (≈ 10,900 images at 32², 220 at 224²).</summary>
-    public const long DefaultMemoryBudgetBytes = 32L << 20;
+    /// <summary>
+    /// Default <see cref="MemoryBudgetBytes"/>: 8 MiB of pixels (≈ 2,700 images at 32², 55 at 224²). Small on purpose:
+    /// the page cache does the real caching of the file, outside the process; the budget only spares tiny sets a file.
+    /// </summary>
+    public const long DefaultMemoryBudgetBytes = 8L << 20;
 
     readonly record struct Entry(int Label, int Height, int Width, byte[]? Pixels, long FileOffset);
 
