@@ -19,7 +19,8 @@ namespace MLNet.ImageTransfer.Benchmarks;
 /// </summary>
 internal static class MemoryScaling
 {
-    sealed record ChildResult(int Images, long PeakRssKb, long FinalRssKb, double Seconds, int Skipped);
+    /// <summary>One child's numbers: RSS peak and end (KiB), the anonymous and file-backed parts at the end, the managed heap (GC's view) and the live managed bytes after a full collection.</summary>
+    sealed record ChildResult(int Images, long PeakRssKb, long FinalRssKb, long RssAnonKb, long RssFileKb, long ManagedHeapKb, long LiveManagedKb, double Seconds, int Skipped);
 
     public static int Run(IReadOnlyList<string> args)
     {
@@ -41,7 +42,8 @@ internal static class MemoryScaling
             }
             var result = RunChild(["rss-child", "--data", dir, "--image-size", imageSize.ToString(CultureInfo.InvariantCulture), "--epochs", epochs, "--threads", threads]);
             results.Add(result);
-            Console.WriteLine($"{result.Images,7} images: peak RSS {result.PeakRssKb / 1024.0,8:F1} MiB, final RSS {result.FinalRssKb / 1024.0,8:F1} MiB, {result.Seconds,6:F1} s");
+            Console.WriteLine($"{result.Images,7} images: peak RSS {result.PeakRssKb / 1024.0,6:F1} MiB, final RSS {result.FinalRssKb / 1024.0,6:F1} MiB " +
+                $"(anonymous {result.RssAnonKb / 1024.0:F1}, file-backed {result.RssFileKb / 1024.0:F1}; managed heap {result.ManagedHeapKb / 1024.0:F1}, live managed {result.LiveManagedKb / 1024.0:F1}), {result.Seconds,6:F1} s");
         }
         var first = results[0];
         var last = results[^1];
@@ -66,20 +68,19 @@ internal static class MemoryScaling
         };
         var watch = Stopwatch.StartNew();
         var trained = ImageClassificationWorkflow.TrainFromFolder(new MLContext(seed: 1), data, options, validationSplit: 0.1, splitSeed: 1);
-        var (peak, rss) = ReadStatus();
-        Console.WriteLine(JsonSerializer.Serialize(new ChildResult(trained.TrainingScan!.Images.Count, peak, rss, watch.Elapsed.TotalSeconds,
-            trained.TrainingScan.Skipped.Count + trained.SkippedRows.Count)));
+        var seconds = watch.Elapsed.TotalSeconds;
+        var status = File.ReadAllLines("/proc/self/status");
+        long heap = GC.GetGCMemoryInfo().HeapSizeBytes / 1024;
+        long live = GC.GetTotalMemory(forceFullCollection: true) / 1024;
+        Console.WriteLine(JsonSerializer.Serialize(new ChildResult(trained.TrainingScan!.Images.Count, Field(status, "VmHWM"), Field(status, "VmRSS"),
+            Field(status, "RssAnon"), Field(status, "RssFile"), heap, live, seconds, trained.TrainingScan.Skipped.Count + trained.SkippedRows.Count)));
+        GC.KeepAlive(trained);
         return 0;
     }
 
-    /// <summary>VmHWM (peak resident set) and VmRSS of this process, in KiB (Linux).</summary>
-    static (long PeakKb, long RssKb) ReadStatus()
-    {
-        long Field(string[] lines, string name)
-            => long.Parse(lines.Single(l => l.StartsWith(name + ":", StringComparison.Ordinal))[(name.Length + 1)..].Trim().Split(' ')[0], CultureInfo.InvariantCulture);
-        var status = File.ReadAllLines("/proc/self/status");
-        return (Field(status, "VmHWM"), Field(status, "VmRSS"));
-    }
+    /// <summary>A KiB field of /proc/self/status (Linux): VmHWM is the peak resident set, VmRSS the current one.</summary>
+    static long Field(string[] status, string name)
+        => long.Parse(status.Single(l => l.StartsWith(name + ":", StringComparison.Ordinal))[(name.Length + 1)..].Trim().Split(' ')[0], CultureInfo.InvariantCulture);
 
     static ChildResult RunChild(string[] args)
     {

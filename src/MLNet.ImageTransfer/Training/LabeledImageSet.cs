@@ -128,11 +128,15 @@ public sealed class LabeledImageSet : IDisposable
         }
     }
 
-    /// <summary>Moves the given rows into a new set (stratified validation split); they leave this one.</summary>
+    /// <summary>
+    /// Moves the given rows into a new set (stratified validation split); they leave this one. The two sets share this
+    /// set's memory budget: the new one gets what the rows left here do not use.
+    /// </summary>
     public LabeledImageSet Extract(IReadOnlyCollection<int> rows)
     {
         var taken = new HashSet<int>(rows);
-        var result = new LabeledImageSet(MemoryBudgetBytes);
+        long stayingInMemory = _inMemoryBytes - taken.Where(i => _entries[i].Pixels is not null).Sum(i => (long)_entries[i].Pixels!.Length);
+        var result = new LabeledImageSet(Math.Max(0, MemoryBudgetBytes - stayingInMemory));
         var keep = new List<Entry>();
         var buffer = Array.Empty<byte>();
         try

@@ -52,6 +52,9 @@ public class LabeledImageSetTests
         Assert.True(Same(movedExpected, extracted.Batch([0, 1, 2]).Images));
         Assert.True(Same(keptExpected, partly.Batch([0, 1, 2, 3, 26]).Images));
         Assert.Equal(memory.Labels.Where((_, i) => !moved.Contains(i)), partly.Labels);
+        // One budget for both: rows 3 (in memory) and 12, 25 (on disk) left; 9 images stay in memory here, 1 fits there.
+        Assert.Equal(3 * 8 * 8, extracted.MemoryBudgetBytes);
+        Assert.Equal(2, extracted.SpilledCount);
     }
 
     [Fact]
