@@ -23,6 +23,7 @@ public static class RobustImageLoadingCatalog
     /// <paramref name="decodeOptions"/>. A file that cannot be used yields a missing image (null) instead of aborting
     /// the pass: the trainers skip such rows and say so, the classifier scores them as missing (NaN).
     /// </summary>
+    /// <param name="catalog">The transforms catalog (<c>mlContext.Transforms</c>).</param>
     /// <param name="outputColumnName">The image column to add.</param>
     /// <param name="imageFolder">Folder relative paths are resolved against; null for absolute paths.</param>
     /// <param name="inputColumnName">Text column with the file paths.</param>
