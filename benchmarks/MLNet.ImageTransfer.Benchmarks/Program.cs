@@ -13,6 +13,10 @@ if (args.Length > 0 && args[0] == "load-predict") return CompareRunner.LoadPredi
 //   dotnet run -c Release --project benchmarks/MLNet.ImageTransfer.Benchmarks -- deploy [--quick]
 if (args.Length > 0 && args[0] == "deploy") return MLNet.ImageTransfer.Benchmarks.Deployment.DeploymentRunner.Run(args[1..]);
 if (args.Length > 0 && args[0] == "probe-infer") return MLNet.ImageTransfer.Benchmarks.Deployment.DeploymentRunner.ProbeInference(args[1..]);
+// Peak RSS of training at 2,000 vs 20,000 images, each in a child process (MemoryScaling.cs):
+//   dotnet run -c Release --project benchmarks/MLNet.ImageTransfer.Benchmarks -- rss [--sizes 2000,20000] [--image-size 32]
+if (args.Length > 0 && args[0] == "rss") return MemoryScaling.Run(args[1..]);
+if (args.Length > 0 && args[0] == "rss-child") return MemoryScaling.Child(args[1..]);
 
 SuiteConfig.Quick = args.Contains("--quick");
 var summaries = BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args.Where(a => a != "--quick").ToArray());

@@ -16,7 +16,10 @@ internal static class PredictCommand
         command.SetAction(r => Cli.Run(() =>
         {
             var path = r.GetValue(input)!;
-            var images = ImageClassificationWorkflow.ImageFiles(path);
+            var images = ImageClassificationWorkflow.ImageFiles(path, out var skipped);
+            if (skipped.Count > 0) // corrupt or truncated files in a folder are left out with a note, as in training
+                Console.Error.WriteLine($"Skipped {skipped.Count} file(s) that are not usable images: "
+                    + string.Join("; ", skipped.Take(5).Select(b => $"{b.Path}: {b.Problem}")) + (skipped.Count > 5 ? $"; and {skipped.Count - 5} more." : "."));
             var ml = Cli.NewContext();
             var loaded = ImageClassificationWorkflow.LoadModel(ml, r.GetValue(model)!.FullName, out _);
             var predictions = ImageClassificationWorkflow.Predict(ml, loaded, images, r.GetValue(top));

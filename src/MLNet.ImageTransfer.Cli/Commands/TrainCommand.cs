@@ -15,7 +15,8 @@ internal static class TrainCommand
         var val = new Option<DirectoryInfo?>("--val") { Description = "Validation images, one subfolder per class" };
         var valSplit = new Option<double>("--val-split") { Description = "Fraction of --data held out for validation (stratified), when --val is not given", DefaultValueFactory = _ => 0 };
         var output = new Option<FileInfo>("--out") { Description = "Where to save the trained model (.zip)", Required = true };
-        var command = new Command("train", "Train a classifier on a class-per-subfolder image folder and save it as an ML.NET .zip") { data, val, valSplit, output };
+        var failFast = new Option<bool>("--fail-fast") { Description = "Stop before training when any file is not a usable image (corrupt, truncated, empty, not an image, too large), instead of skipping it with a note" };
+        var command = new Command("train", "Train a classifier on a class-per-subfolder image folder and save it as an ML.NET .zip") { data, val, valSplit, output, failFast };
         foreach (var o in flags.All) command.Options.Add(o);
         command.SetAction(r => Cli.Run(() =>
         {
@@ -26,13 +27,15 @@ internal static class TrainCommand
             try
             {
                 trained = TrainingDisplay.Run(options, r.GetValue(flags.Quiet),
-                    () => ImageClassificationWorkflow.TrainFromFolder(ml, r.GetValue(data)!.FullName, options, r.GetValue(val)?.FullName, r.GetValue(valSplit), options.Seed ?? 0));
+                    () => ImageClassificationWorkflow.TrainFromFolder(ml, r.GetValue(data)!.FullName, options, r.GetValue(val)?.FullName, r.GetValue(valSplit), options.Seed ?? 0,
+                        new Data.ImageFolderOptions { FailFast = r.GetValue(failFast) }));
             }
             catch (TrainingInterruptedException e)
             {
                 Console.Error.WriteLine($"interrupted: {e.Message}" + (e.Checkpoint is null ? "" : " Run the same command with --resume " + Path.GetDirectoryName(e.Checkpoint) + " to continue."));
                 return InterruptedExitCode;
             }
+            if (trained.SkippedSummary() is { } skipped) Console.Error.WriteLine(skipped);
             if (trained.InitialModel is { } initial) Console.WriteLine(initial.Describe());
             var history = trained.History;
             if (history.ResumedFrom is { } from) Console.WriteLine($"Resumed from the {from}.");

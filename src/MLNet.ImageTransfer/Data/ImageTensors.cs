@@ -36,8 +36,10 @@ public static class ImageTensors
         int h = image.Height, w = image.Width;
         var pixels = image.Pixels;
         int rowBytes = pixels.Length / h;
-        var bytes = pixels.ToArray();
-        var raw = torch.tensor(bytes, new long[] { h, rowBytes }).narrow(1, 0, (long)w * 4).view(h, w, 4);
+        // Copied straight into a tensor: a managed copy per image would only feed the GC.
+        var rows = torch.empty(new long[] { h, rowBytes }, ScalarType.Byte);
+        pixels[..(h * rowBytes)].CopyTo(rows.bytes);
+        var raw = rows.narrow(1, 0, (long)w * 4).view(h, w, 4);
         var hwc = raw.to_type(ScalarType.Float32);
         bool isRgba = image.PixelFormat == MLPixelFormat.Rgba32;
         var alpha = hwc.select(2, 3).unsqueeze(2);

@@ -14,6 +14,25 @@ public sealed record TrainedPipeline(ITransformer Model, DataViewSchema InputSch
     /// <summary>What starting from a saved model did (<see cref="ImageTransferTrainerOptions.InitialModel"/>), or null.</summary>
     public InitialModelLoad? InitialModel { get; init; }
 
+    /// <summary>The training folder's scan: its images and the files skipped (with reasons) before training.</summary>
+    public ImageFolderScan? TrainingScan { get; init; }
+
+    /// <summary>The validation folder's scan, when validation came from its own folder.</summary>
+    public ImageFolderScan? ValidationScan { get; init; }
+
+    /// <summary>Rows the trainer itself skipped (an image that failed to load after the scan); normally empty.</summary>
+    public IReadOnlyList<SkippedFile> SkippedRows { get; init; } = [];
+
+    /// <summary>Everything that was skipped, for people (null when nothing was): scans first, then the trainer's rows.</summary>
+    public string? SkippedSummary(int maxListed = 5)
+    {
+        var parts = new[] { TrainingScan?.SkippedSummary(maxListed), ValidationScan?.SkippedSummary(maxListed),
+            SkippedRows.Count == 0 ? null : $"The trainer skipped {SkippedRows.Count} row(s) whose image could not be loaded: "
+                + string.Join("; ", SkippedRows.Take(maxListed).Select(s => $"{s.Path}: {s.Reason}")) + (SkippedRows.Count > maxListed ? $"; and {SkippedRows.Count - maxListed} more." : ".") };
+        var present = parts.Where(p => p is not null).ToList();
+        return present.Count == 0 ? null : string.Join(Environment.NewLine, present);
+    }
+
     /// <summary>Saves the whole pipeline as an ML.NET .zip (written to a temporary file, then moved into place).</summary>
     public void Save(MLContext mlContext, string path) => ImageClassificationWorkflow.SaveModel(mlContext, Model, InputSchema, path);
 }
@@ -47,43 +66,62 @@ public sealed record ImagePrediction(string ImagePath, IReadOnlyList<(string Cla
 
 /// <summary>
 /// The folder-to-model workflows of the CLI as library calls (the CLI is a thin shell over these): the standard
-/// pipeline <c>MapValueToKey(Label) → LoadImages(Image) → trainer → MapKeyToValue(PredictedLabel)</c> on a
+/// pipeline <c>MapValueToKey(Label) → LoadImagesRobust(Image) → trainer → MapKeyToValue(PredictedLabel)</c> on a
 /// class-per-subfolder dataset, evaluation with ML.NET's metrics, and top-k prediction.
-/// Image paths are absolute, so a saved model scores images from any folder.
+/// Image paths are absolute, so a saved model scores images from any folder. Folders are scanned first
+/// (<see cref="ImageFolder.Scan(string, ImageFolderOptions?)"/>): unusable files are skipped and reported, or stop the
+/// run before training with <see cref="ImageFolderOptions.FailFast"/>.
 /// </summary>
 public static class ImageClassificationWorkflow
 {
-    /// <summary>Label → key, image loading: the part of the pipeline before the trainer.</summary>
-    public static IEstimator<ITransformer> Preprocessing(MLContext mlContext, string labelColumn = "Label", string imageColumn = "Image")
+    /// <summary>
+    /// Label → key, image loading (<see cref="RobustImageLoadingCatalog.LoadImagesRobust"/>: EXIF orientation, any
+    /// colour format, bounded size, no abort on a bad file): the part of the pipeline before the trainer.
+    /// </summary>
+    public static IEstimator<ITransformer> Preprocessing(MLContext mlContext, string labelColumn = "Label", string imageColumn = "Image", ImageDecodeOptions? decodeOptions = null)
         => mlContext.Transforms.Conversion.MapValueToKey(labelColumn, keyOrdinality: Microsoft.ML.Transforms.ValueToKeyMappingEstimator.KeyOrdinality.ByValue)
-            .Append(mlContext.Transforms.LoadImages(imageColumn, imageFolder: null, inputColumnName: ImageFolder.ImagePathColumn));
+            .Append(mlContext.Transforms.LoadImagesRobust(imageColumn, imageFolder: null, inputColumnName: ImageFolder.ImagePathColumn, decodeOptions));
 
     /// <summary>
     /// Trains on <paramref name="trainDir"/>. Validation comes from <paramref name="validationDir"/>, or a stratified
-    /// <paramref name="validationSplit"/> of the training folder, or none.
+    /// <paramref name="validationSplit"/> of the training folder, or none. Files that are not usable images are
+    /// skipped (see <see cref="TrainedPipeline.SkippedSummary"/>), or with <paramref name="folderOptions"/>.FailFast
+    /// stop the run before training with the same report.
     /// </summary>
     public static TrainedPipeline TrainFromFolder(MLContext mlContext, string trainDir, ImageTransferTrainer.Options options,
-        string? validationDir = null, double validationSplit = 0, int splitSeed = 0)
+        string? validationDir = null, double validationSplit = 0, int splitSeed = 0, ImageFolderOptions? folderOptions = null)
     {
-        var scan = ImageFolder.Scan(trainDir);
-        IDataView all = mlContext.Data.LoadFromEnumerable(Absolute(scan));
-        IDataView train = all, validation = null!;
-        if (validationDir is not null)
-            validation = mlContext.Data.LoadFromEnumerable(Absolute(ImageFolder.Scan(validationDir)));
+        folderOptions ??= new ImageFolderOptions();
+        var scan = ImageFolder.Scan(trainDir, folderOptions);
+        var validationScan = validationDir is null ? null : ImageFolder.Scan(validationDir, folderOptions);
+        var rows = Absolute(scan);
+        IDataView train = mlContext.Data.LoadFromEnumerable(rows), validation = null!;
+        if (validationScan is not null)
+            validation = mlContext.Data.LoadFromEnumerable(Absolute(validationScan));
         else if (validationSplit > 0)
-            (train, validation) = ImageFolder.StratifiedSplit(mlContext, all, validationSplit, splitSeed);
+        {
+            // The same split as ImageFolder.StratifiedSplit over these rows, without copying them through a data view.
+            var (trainRows, validationRows) = ImageFolder.StratifiedSplit(rows, validationSplit, splitSeed);
+            (train, validation) = (mlContext.Data.LoadFromEnumerable(trainRows), mlContext.Data.LoadFromEnumerable(validationRows));
+        }
 
-        var prefix = Preprocessing(mlContext, options.LabelColumnName, options.ImageColumnName);
+        var prefix = Preprocessing(mlContext, options.LabelColumnName, options.ImageColumnName, folderOptions.Decode);
         if (validation is not null) options.ValidationSet = prefix.Fit(train).Transform(validation);
         var trainer = mlContext.MulticlassClassification.Trainers.ImageTransfer(options);
         var pipeline = prefix.Append(trainer).Append(mlContext.Transforms.Conversion.MapKeyToValue(options.PredictedLabelColumnName));
         var model = pipeline.Fit(train);
-        return new TrainedPipeline(model, train.Schema, trainer.LastHistory!, scan.ClassNames, validation) { InitialModel = trainer.LastInitialModelLoad };
+        return new TrainedPipeline(model, train.Schema, trainer.LastHistory!, scan.ClassNames, validation)
+        {
+            InitialModel = trainer.LastInitialModelLoad,
+            TrainingScan = scan,
+            ValidationScan = validationScan,
+            SkippedRows = trainer.LastSkippedRows,
+        };
     }
 
-    /// <summary>Evaluates a fitted pipeline on a class-per-subfolder dataset with ML.NET's multiclass evaluator.</summary>
-    public static EvaluationReport Evaluate(MLContext mlContext, ITransformer model, string dataDir, int topK = 0, int topLosses = 10)
-        => Evaluate(mlContext, model, mlContext.Data.LoadFromEnumerable(Absolute(ImageFolder.Scan(dataDir))), topK, topLosses);
+    /// <summary>Evaluates a fitted pipeline on a class-per-subfolder dataset with ML.NET's multiclass evaluator (unusable files are left out, as in training).</summary>
+    public static EvaluationReport Evaluate(MLContext mlContext, ITransformer model, string dataDir, int topK = 0, int topLosses = 10, ImageFolderOptions? folderOptions = null)
+        => Evaluate(mlContext, model, mlContext.Data.LoadFromEnumerable(Absolute(ImageFolder.Scan(dataDir, folderOptions))), topK, topLosses);
 
     /// <summary>
     /// Evaluates a fitted pipeline on rows with <c>ImagePath</c> and <c>Label</c>: ML.NET's metrics, per-class
@@ -129,10 +167,16 @@ public static class ImageClassificationWorkflow
     }
 
     /// <summary>Top-<paramref name="top"/> classes for each image file.</summary>
+    /// <exception cref="InvalidDataException">An image cannot be used; the message names every such file and why.</exception>
     public static IReadOnlyList<ImagePrediction> Predict(MLContext mlContext, ITransformer model, IEnumerable<string> imagePaths, int top = 3, string scoreColumn = "Score")
     {
         var rows = imagePaths.Select(p => new ImageFolderEntry { ImagePath = Path.GetFullPath(p), Label = "" }).ToList();
         if (rows.Count == 0) return [];
+        // A prediction for an unreadable file would be a row of NaNs: say which files and why instead.
+        var bad = rows.Select(r => (r.ImagePath, Problem: File.Exists(r.ImagePath) ? ImageDecoder.Check(r.ImagePath) : "file not found"))
+            .Where(b => b.Problem is not null).ToList();
+        if (bad.Count > 0)
+            throw new InvalidDataException($"{bad.Count} of {rows.Count} image(s) cannot be used: " + string.Join("; ", bad.Take(5).Select(b => $"{b.ImagePath}: {b.Problem}")) + (bad.Count > 5 ? $"; and {bad.Count - 5} more." : "."));
         var scored = model.Transform(mlContext.Data.LoadFromEnumerable(rows));
         var names = ScoreSlotNames(scored.Schema, scoreColumn);
         var scores = scored.GetColumn<float[]>(scoreColumn).ToList();
@@ -147,18 +191,28 @@ public static class ImageClassificationWorkflow
     public static IReadOnlyList<ImagePrediction> PredictPath(MLContext mlContext, ITransformer model, string imageOrFolder, int top = 3)
         => Predict(mlContext, model, ImageFiles(imageOrFolder), top);
 
-    /// <summary>The image file itself, or the images under a folder; a clear error when there are none.</summary>
-    public static IReadOnlyList<string> ImageFiles(string imageOrFolder)
+    /// <summary>The image file itself, or the usable images under a folder; a clear error when there are none.</summary>
+    public static IReadOnlyList<string> ImageFiles(string imageOrFolder) => ImageFiles(imageOrFolder, out _);
+
+    /// <summary>
+    /// The image file itself, or the images under a folder (recursively, sorted by path, hidden files left out) that
+    /// decode (<see cref="ImageDecoder.Check"/>); <paramref name="skipped"/> lists the corrupt or truncated ones left out.
+    /// </summary>
+    public static IReadOnlyList<string> ImageFiles(string imageOrFolder, out IReadOnlyList<(string Path, string Problem)> skipped)
     {
+        skipped = [];
         if (File.Exists(imageOrFolder))
         {
             if (ImageFormatSniffer.Detect(imageOrFolder, out var problem) is null) throw new InvalidDataException($"'{imageOrFolder}' is not an image: {problem}.");
             return [imageOrFolder];
         }
         if (!Directory.Exists(imageOrFolder)) throw new FileNotFoundException($"'{imageOrFolder}' is neither an image file nor a folder.", imageOrFolder);
-        var files = Directory.EnumerateFiles(imageOrFolder, "*", SearchOption.AllDirectories).Order(StringComparer.Ordinal)
-            .Where(f => ImageFormatSniffer.Detect(f, out _) is not null).ToList();
-        return files.Count > 0 ? files : throw new InvalidDataException($"Folder '{imageOrFolder}' contains no images.");
+        var candidates = Directory.EnumerateFiles(imageOrFolder, "*", SearchOption.AllDirectories).Order(StringComparer.Ordinal)
+            .Where(f => !Path.GetFileName(f).StartsWith('.') && ImageFormatSniffer.Detect(f, out _) is not null).ToList();
+        var checkedFiles = candidates.AsParallel().AsOrdered().Select(f => (Path: f, Problem: ImageDecoder.Check(f))).ToList();
+        skipped = checkedFiles.Where(c => c.Problem is not null).Select(c => (c.Path, c.Problem!)).ToList();
+        var files = checkedFiles.Where(c => c.Problem is null).Select(c => c.Path).ToList();
+        return files.Count > 0 ? files : throw new InvalidDataException($"Folder '{imageOrFolder}' contains no usable images.");
     }
 
     /// <summary>
@@ -263,6 +317,6 @@ public static class ImageClassificationWorkflow
         return slots.DenseValues().Select(s => s.ToString()).ToArray();
     }
 
-    static IEnumerable<ImageFolderEntry> Absolute(ImageFolderScan scan)
+    static List<ImageFolderEntry> Absolute(ImageFolderScan scan)
         => scan.Images.Select(e => new ImageFolderEntry { ImagePath = Path.Combine(scan.Root, e.ImagePath), Label = e.Label }).ToList();
 }

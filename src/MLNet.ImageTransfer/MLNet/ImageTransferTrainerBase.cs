@@ -40,6 +40,12 @@ public abstract class ImageTransferTrainerBase<TOptions> : IEstimator<ImageClass
     /// <summary>The history of the last <see cref="Fit"/> (per-epoch losses and accuracies).</summary>
     public TrainingHistory? LastHistory { get; private set; }
 
+    /// <summary>
+    /// Rows the last <see cref="Fit"/> skipped because their image was missing or could not be decoded (training data,
+    /// then validation set), with the file path when the data has an <c>ImagePath</c> column. Empty when none.
+    /// </summary>
+    public IReadOnlyList<SkippedFile> LastSkippedRows { get; private set; } = [];
+
     /// <summary>What loading the pretrained weights did in the last <see cref="Fit"/> (null without weights): keys loaded, classifier re-initialised, notes.</summary>
     public PretrainedLoadResult? LastWeightLoad { get; private set; }
 
@@ -95,14 +101,18 @@ public abstract class ImageTransferTrainerBase<TOptions> : IEstimator<ImageClass
         // Augmentation: the option or an AugmentImages step's mark; crops need the training images cached larger.
         var augmentation = Augmentation.TrainingAugmentation.Resolve(o.Augmentation, input.Schema[o.ImageColumnName]);
         using var train = ImageSetReader.Read(input, o.ImageColumnName, o.LabelColumnName, classNames, preprocessing, "training data",
-            Augmentation.AugmentationSource.Reader(preprocessing, augmentation));
+            out var skippedTraining, Augmentation.AugmentationSource.Reader(preprocessing, augmentation));
+        LastSkippedRows = skippedTraining;
         LabeledImageSet? validation = null;
         try
         {
             LastWeightLoad = null;
             LastInitialModelLoad = null;
             if (o.ValidationSet is not null)
-                validation = ImageSetReader.Read(o.ValidationSet, o.ImageColumnName, o.LabelColumnName, classNames, preprocessing, "validation set");
+            {
+                validation = ImageSetReader.Read(o.ValidationSet, o.ImageColumnName, o.LabelColumnName, classNames, preprocessing, "validation set", out var skippedValidation);
+                LastSkippedRows = [.. skippedTraining, .. skippedValidation];
+            }
             else if (o.ValidationFraction > 0)
                 validation = Augmentation.AugmentationSource.ToEvaluationGeometry(train.Extract(train.StratifiedSample(o.ValidationFraction, new Random(seed))), preprocessing);
 

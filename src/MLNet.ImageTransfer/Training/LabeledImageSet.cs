@@ -1,3 +1,4 @@
+using Microsoft.Win32.SafeHandles;
 using static TorchSharp.torch;
 
 namespace MLNet.ImageTransfer.Training;
@@ -6,50 +7,168 @@ namespace MLNet.ImageTransfer.Training;
 /// Images already resized for the network (uint8 [3,S,S], 3·S² bytes each) with their class indices. The training
 /// loop draws batches from it every epoch without decoding again.
 /// </summary>
+/// <remarks>
+/// Memory stays bounded whatever the dataset's size: the first <see cref="MemoryBudgetBytes"/> of pixels are kept in
+/// memory, the rest go to a temporary file (deleted on dispose) that batches read back with positioned reads. The OS
+/// page cache keeps that file in RAM when there is room, without counting against the process, so a large dataset
+/// costs disk I/O only under real memory pressure. The file goes to <see cref="Path.GetTempPath"/> (<c>TMPDIR</c>):
+/// where that is a RAM-backed tmpfs, point <c>TMPDIR</c> at a disk for datasets larger than memory. <see cref="Batch"/> is safe to call from several threads (the
+/// augmentation prefetch workers); <see cref="Add"/> and <see cref="Extract"/> are not.
+/// </remarks>
 public sealed class LabeledImageSet : IDisposable
 {
-    readonly List<Tensor> _images = new();
-    readonly List<int> _labels = new();
+    /// <summary>
+    /// Default <see cref="MemoryBudgetBytes"/>: 8 MiB of pixels (≈ 2,700 images at 32², 55 at 224²). Small on purpose:
+    /// the page cache does the real caching of the file, outside the process; the budget only spares tiny sets a file.
+    /// </summary>
+    public const long DefaultMemoryBudgetBytes = 8L << 20;
 
-    public int Count => _images.Count;
+    readonly record struct Entry(int Label, int Height, int Width, byte[]? Pixels, long FileOffset);
+
+    readonly List<Entry> _entries = new();
+    readonly List<int> _labels = new();
+    long _inMemoryBytes;
+    FileStream? _spill;
+    string? _spillPath;
+    long _spillLength;
+
+    /// <param name="memoryBudgetBytes">Pixels kept in memory before the rest spill to a temporary file (0: all on disk).</param>
+    public LabeledImageSet(long memoryBudgetBytes = DefaultMemoryBudgetBytes)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(memoryBudgetBytes);
+        MemoryBudgetBytes = memoryBudgetBytes;
+    }
+
+    /// <summary>Bytes of pixels kept in memory; beyond them, images are stored in a temporary file.</summary>
+    public long MemoryBudgetBytes { get; }
+
+    public int Count => _entries.Count;
     public IReadOnlyList<int> Labels => _labels;
 
-    /// <summary>Adds an image; the set takes ownership of the tensor.</summary>
+    /// <summary>How many images are stored in the temporary file rather than in memory.</summary>
+    public int SpilledCount { get; private set; }
+
+    /// <summary>Adds an image (its pixels are copied; the tensor is disposed: the set takes ownership, as before).</summary>
     public void Add(Tensor resizedImage, int label)
     {
         if (resizedImage.dtype != ScalarType.Byte || resizedImage.dim() != 3 || resizedImage.shape[0] != 3)
             throw new ArgumentException("Expected a uint8 tensor [3,S,S].", nameof(resizedImage));
-        _images.Add(resizedImage);
+        try
+        {
+            using var cpu = resizedImage.device_type == TorchSharp.DeviceType.CPU ? resizedImage.contiguous() : resizedImage.cpu().contiguous();
+            Store(cpu.bytes, (int)resizedImage.shape[1], (int)resizedImage.shape[2], label);
+        }
+        finally
+        {
+            resizedImage.Dispose();
+        }
+    }
+
+    void Store(ReadOnlySpan<byte> pixels, int height, int width, int label)
+    {
+        if (_inMemoryBytes + pixels.Length <= MemoryBudgetBytes)
+        {
+            _entries.Add(new Entry(label, height, width, pixels.ToArray(), -1));
+            _inMemoryBytes += pixels.Length;
+        }
+        else
+        {
+            if (_spill is null)
+            {
+                _spillPath = Path.Combine(Path.GetTempPath(), $"mlnet-imagetransfer-images-{Environment.ProcessId}-{Guid.NewGuid():N}.bin");
+                _spill = new FileStream(_spillPath, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, 1 << 16, FileOptions.DeleteOnClose);
+            }
+            RandomAccess.Write(_spill.SafeFileHandle, pixels, _spillLength);
+            _entries.Add(new Entry(label, height, width, null, _spillLength));
+            _spillLength += pixels.Length;
+            SpilledCount++;
+        }
         _labels.Add(label);
     }
 
     /// <summary>Stacks the given rows into a uint8 batch [N,3,S,S] and an int64 label vector.</summary>
     public (Tensor Images, Tensor Labels) Batch(ReadOnlySpan<int> rows)
     {
-        var images = new Tensor[rows.Length];
+        if (rows.Length == 0) throw new ArgumentException("A batch needs at least one row.", nameof(rows));
+        var first = _entries[rows[0]];
+        int h = first.Height, w = first.Width, bytesPerImage = 3 * h * w;
         var labels = new long[rows.Length];
-        for (int i = 0; i < rows.Length; i++)
+        var images = empty([rows.Length, 3, h, w], ScalarType.Byte);
+        try
         {
-            images[i] = _images[rows[i]];
-            labels[i] = _labels[rows[i]];
+            var target = images.bytes;
+            for (int i = 0; i < rows.Length; i++)
+            {
+                var entry = _entries[rows[i]];
+                if (entry.Height != h || entry.Width != w)
+                    throw new InvalidOperationException($"Cannot batch images of different sizes ({w}×{h} and {entry.Width}×{entry.Height}).");
+                var slot = target.Slice(i * bytesPerImage, bytesPerImage);
+                if (entry.Pixels is { } pixels) pixels.CopyTo(slot);
+                else ReadSpilled(entry.FileOffset, slot);
+                labels[i] = entry.Label;
+            }
         }
-        return (stack(images), tensor(labels));
+        catch
+        {
+            images.Dispose();
+            throw;
+        }
+        return (images, tensor(labels));
     }
 
-    /// <summary>Moves the given rows into a new set (stratified validation split); they leave this one.</summary>
+    void ReadSpilled(long offset, Span<byte> destination)
+    {
+        SafeFileHandle handle = _spill?.SafeFileHandle ?? throw new ObjectDisposedException(nameof(LabeledImageSet));
+        while (destination.Length > 0)
+        {
+            int n = RandomAccess.Read(handle, destination, offset);
+            if (n <= 0) throw new IOException($"The image cache file '{_spillPath}' ended early (was it deleted or truncated?).");
+            destination = destination[n..];
+            offset += n;
+        }
+    }
+
+    /// <summary>
+    /// Moves the given rows into a new set (stratified validation split); they leave this one. The two sets share this
+    /// set's memory budget: the new one gets what the rows left here do not use.
+    /// </summary>
     public LabeledImageSet Extract(IReadOnlyCollection<int> rows)
     {
         var taken = new HashSet<int>(rows);
-        var result = new LabeledImageSet();
-        var keepImages = new List<Tensor>();
-        var keepLabels = new List<int>();
-        for (int i = 0; i < _images.Count; i++)
+        long stayingInMemory = _inMemoryBytes - taken.Where(i => _entries[i].Pixels is not null).Sum(i => (long)_entries[i].Pixels!.Length);
+        var result = new LabeledImageSet(Math.Max(0, MemoryBudgetBytes - stayingInMemory));
+        var keep = new List<Entry>();
+        var buffer = Array.Empty<byte>();
+        try
         {
-            if (taken.Contains(i)) result.Add(_images[i], _labels[i]);
-            else { keepImages.Add(_images[i]); keepLabels.Add(_labels[i]); }
+            for (int i = 0; i < _entries.Count; i++)
+            {
+                var e = _entries[i];
+                if (!taken.Contains(i)) { keep.Add(e); continue; }
+                int size = 3 * e.Height * e.Width;
+                if (e.Pixels is { } pixels)
+                {
+                    result.Store(pixels, e.Height, e.Width, e.Label);
+                    _inMemoryBytes -= size;
+                }
+                else
+                {
+                    if (buffer.Length < size) buffer = new byte[size];
+                    ReadSpilled(e.FileOffset, buffer.AsSpan(0, size));
+                    result.Store(buffer.AsSpan(0, size), e.Height, e.Width, e.Label);
+                    SpilledCount--; // its bytes stay in the file as dead space until dispose
+                }
+            }
         }
-        _images.Clear(); _images.AddRange(keepImages);
-        _labels.Clear(); _labels.AddRange(keepLabels);
+        catch
+        {
+            result.Dispose();
+            throw;
+        }
+        _entries.Clear();
+        _entries.AddRange(keep);
+        _labels.Clear();
+        _labels.AddRange(keep.Select(e => e.Label));
         return result;
     }
 
@@ -69,8 +188,11 @@ public sealed class LabeledImageSet : IDisposable
 
     public void Dispose()
     {
-        foreach (var t in _images) t.Dispose();
-        _images.Clear();
+        _entries.Clear();
         _labels.Clear();
+        _inMemoryBytes = 0;
+        SpilledCount = 0;
+        _spill?.Dispose(); // DeleteOnClose removes the file
+        _spill = null;
     }
 }

@@ -1,0 +1,106 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using Microsoft.ML;
+using MLNet.ImageTransfer.Data;
+using MLNet.ImageTransfer.Models;
+using TorchSharp;
+
+namespace MLNet.ImageTransfer.Benchmarks;
+
+/// <summary>
+/// <c>rss</c>: does training memory stay flat as the dataset grows? Trains a tiny ResNet for one epoch through
+/// <see cref="ImageClassificationWorkflow.TrainFromFolder"/> on synthetic folders of each size, each in a fresh child
+/// process (<c>rss-child</c>), and reads the child's peak resident set (<c>VmHWM</c> from <c>/proc/self/status</c>).
+/// Target (issue 8): the largest size's peak within 10% of the smallest's.
+/// <code>
+/// dotnet run -c Release --project benchmarks/MLNet.ImageTransfer.Benchmarks -- rss [--sizes 2000,20000] [--image-size 32] [--epochs 1] [--threads 2] [--dir DIR]
+/// </code>
+/// </summary>
+internal static class MemoryScaling
+{
+    /// <summary>One child's numbers: RSS peak and end (KiB), the anonymous and file-backed parts at the end, the managed heap (GC's view) and the live managed bytes after a full collection.</summary>
+    sealed record ChildResult(int Images, long PeakRssKb, long FinalRssKb, long RssAnonKb, long RssFileKb, long ManagedHeapKb, long LiveManagedKb, double Seconds, int Skipped);
+
+    public static int Run(IReadOnlyList<string> args)
+    {
+        var sizes = Arg(args, "--sizes", "2000,20000").Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray();
+        int imageSize = int.Parse(Arg(args, "--image-size", "32"), CultureInfo.InvariantCulture);
+        string epochs = Arg(args, "--epochs", "1"), threads = Arg(args, "--threads", "2");
+        var root = Arg(args, "--dir", Path.Combine(Path.GetTempPath(), "mlnet-imagetransfer-rss"));
+        var results = new List<ChildResult>();
+        foreach (var size in sizes)
+        {
+            var dir = Path.Combine(root, $"shapes-{size}-{imageSize}");
+            if (!Directory.Exists(dir))
+            {
+                Console.Error.WriteLine($"Generating {size} images of {imageSize}² in {dir} …");
+                var temp = dir + ".partial";
+                if (Directory.Exists(temp)) Directory.Delete(temp, true);
+                SyntheticShapes.Generate(temp, imagesPerClass: size / SyntheticShapes.Classes.Length, size: imageSize, seed: 1);
+                Directory.Move(temp, dir);
+            }
+            var result = RunChild(["rss-child", "--data", dir, "--image-size", imageSize.ToString(CultureInfo.InvariantCulture), "--epochs", epochs, "--threads", threads]);
+            results.Add(result);
+            Console.WriteLine($"{result.Images,7} images: peak RSS {result.PeakRssKb / 1024.0,6:F1} MiB, final RSS {result.FinalRssKb / 1024.0,6:F1} MiB " +
+                $"(anonymous {result.RssAnonKb / 1024.0:F1}, file-backed {result.RssFileKb / 1024.0:F1}; managed heap {result.ManagedHeapKb / 1024.0:F1}, live managed {result.LiveManagedKb / 1024.0:F1}), {result.Seconds,6:F1} s");
+        }
+        var first = results[0];
+        var last = results[^1];
+        double growth = (double)last.PeakRssKb / first.PeakRssKb - 1;
+        Console.WriteLine($"Peak RSS of {last.Images} images vs {first.Images}: {growth:+0.0%;-0.0%} (target: within ±10%) → {(Math.Abs(growth) <= 0.10 ? "OK" : "OVER")}");
+        return 0;
+    }
+
+    /// <summary>The child: trains once on <c>--data</c> and prints one JSON line with its peak and final RSS.</summary>
+    public static int Child(IReadOnlyList<string> args)
+    {
+        var data = Arg(args, "--data", "");
+        int imageSize = int.Parse(Arg(args, "--image-size", "32"), CultureInfo.InvariantCulture);
+        torch.set_num_threads(int.Parse(Arg(args, "--threads", "2"), CultureInfo.InvariantCulture));
+        var options = new ImageTransferTrainer.Options
+        {
+            CustomArchitecture = new ResNetConfig(ResNetBlock.Basic, [1, 1, 1, 1], BaseWidth: 4),
+            Preprocessing = ImagePreprocessing.TorchVision(imageSize) with { Resize = ResizeMode.Stretch },
+            Epochs = int.Parse(Arg(args, "--epochs", "1"), CultureInfo.InvariantCulture),
+            BatchSize = 32,
+            Seed = 1,
+        };
+        var watch = Stopwatch.StartNew();
+        var trained = ImageClassificationWorkflow.TrainFromFolder(new MLContext(seed: 1), data, options, validationSplit: 0.1, splitSeed: 1);
+        var seconds = watch.Elapsed.TotalSeconds;
+        var status = File.ReadAllLines("/proc/self/status");
+        long heap = GC.GetGCMemoryInfo().HeapSizeBytes / 1024;
+        long live = GC.GetTotalMemory(forceFullCollection: true) / 1024;
+        Console.WriteLine(JsonSerializer.Serialize(new ChildResult(trained.TrainingScan!.Images.Count, Field(status, "VmHWM"), Field(status, "VmRSS"),
+            Field(status, "RssAnon"), Field(status, "RssFile"), heap, live, seconds, trained.TrainingScan.Skipped.Count + trained.SkippedRows.Count)));
+        GC.KeepAlive(trained);
+        return 0;
+    }
+
+    /// <summary>A KiB field of /proc/self/status (Linux): VmHWM is the peak resident set, VmRSS the current one.</summary>
+    static long Field(string[] status, string name)
+        => long.Parse(status.Single(l => l.StartsWith(name + ":", StringComparison.Ordinal))[(name.Length + 1)..].Trim().Split(' ')[0], CultureInfo.InvariantCulture);
+
+    static ChildResult RunChild(string[] args)
+    {
+        var path = Environment.ProcessPath!;
+        var start = new ProcessStartInfo(path) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        if (Path.GetFileNameWithoutExtension(path) == "dotnet") start.ArgumentList.Add(typeof(MemoryScaling).Assembly.Location);
+        foreach (var a in args) start.ArgumentList.Add(a);
+        using var process = Process.Start(start)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        process.WaitForExit();
+        if (process.ExitCode != 0)
+            throw new InvalidOperationException($"rss-child failed ({process.ExitCode}): {stderr.Result}{stdout.Result}");
+        var line = stdout.Result.Split('\n', StringSplitOptions.RemoveEmptyEntries).Last(l => l.StartsWith('{'));
+        return JsonSerializer.Deserialize<ChildResult>(line)!;
+    }
+
+    static string Arg(IReadOnlyList<string> args, string name, string fallback)
+    {
+        for (int i = 0; i < args.Count - 1; i++) if (args[i] == name) return args[i + 1];
+        return fallback;
+    }
+}
