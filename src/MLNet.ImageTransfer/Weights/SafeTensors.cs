@@ -330,6 +330,9 @@ public static class SafeTensors
 
     static SafeTensorsHeader ParseHeader(byte[] headerBytes, long? dataLength, string source)
     {
+        // JsonDocument accepts invalid UTF-8 inside strings and fails only when a name is read: check it all first.
+        if (!System.Text.Unicode.Utf8.IsValid(headerBytes))
+            throw new WeightFileException(source, "the header is not valid UTF-8; this is not a safetensors file or it is corrupt.");
         JsonDocument doc;
         try
         {
