@@ -88,7 +88,8 @@ public sealed class WeightFileFuzzTests(ITestOutputHelper output) : IDisposable
         {
             int seed = targetIndex * 1_000_000 + i;
             File.WriteAllBytes(path, mutate(new Random(seed)));
-            var (outcome, failure) = Run(path, network, format == "h5" ? MaxManagedAllocationHdf5 : MaxManagedAllocation);
+            // Every 8th mutant also goes through `weights inspect` (which builds the network the file describes).
+            var (outcome, failure) = Run(path, network, format == "h5" ? MaxManagedAllocationHdf5 : MaxManagedAllocation, inspect: i % 8 == 0);
             outcomes[outcome] = outcomes.GetValueOrDefault(outcome) + 1;
             if (failure is not null)
             {
@@ -105,7 +106,7 @@ public sealed class WeightFileFuzzTests(ITestOutputHelper output) : IDisposable
     }
 
     /// <summary>Opens and loads one mutant on a worker thread: the outcome, and a failure kind when it broke the contract.</summary>
-    static (string Outcome, (string Kind, string Detail)? Failure) Run(string path, ImageClassifierModel network, long maxAllocation)
+    static (string Outcome, (string Kind, string Detail)? Failure) Run(string path, ImageClassifierModel network, long maxAllocation, bool inspect)
     {
         long allocated = 0;
         var task = Task.Run(() =>
@@ -113,6 +114,7 @@ public sealed class WeightFileFuzzTests(ITestOutputHelper output) : IDisposable
             long before = GC.GetAllocatedBytesForCurrentThread();
             try
             {
+                if (inspect) WeightInspection.Inspect(path);
                 using var file = PretrainedWeightFile.Open(path);
                 PretrainedWeights.Load(network, file);
             }

@@ -49,7 +49,7 @@ internal static class KerasH5
     public static KerasWeightFile Read(string path)
     {
         NativeFile file;
-        try { file = H5File.OpenRead(path); }
+        try { file = H5File.Open(new ReadBudgetStream(path), leaveOpen: false); }
         catch (Exception e) when (e is not WeightFileException)
         {
             throw new WeightFileException(path, $"the HDF5 file cannot be opened ({e.Message}).", e);
@@ -72,6 +72,47 @@ internal static class KerasH5
                 // overflow, range errors) means the file is not a readable Keras weight file.
                 throw new WeightFileException(path, $"the HDF5 file is not a readable Keras weight file ({e.GetType().Name}: {e.Message}).", e);
             }
+        }
+    }
+
+    /// <summary>
+    /// The file as PureHDF sees it, with a cap on the bytes it may read in total: a few times the file, as parsing a
+    /// Keras file reads each dataset once and its small metadata a few times. A corrupt file whose B-tree or heap links
+    /// form a cycle would keep PureHDF reading forever; the cap turns that into an error.
+    /// </summary>
+    sealed class ReadBudgetStream(string path) : Stream
+    {
+        readonly FileStream _file = new(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
+        long _budget = -1;
+
+        long Budget => _budget >= 0 ? _budget : _budget = 8 * _file.Length + (64L << 20);
+        long _read;
+
+        public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
+
+        public override int Read(Span<byte> buffer)
+        {
+            int n = _file.Read(buffer);
+            _read += Math.Max(n, 1); // a zero-byte read (at the end) counts too, or a loop of them would never end
+            if (_read > Budget)
+                throw new WeightFileException(path, $"reading its HDF5 structure goes over {_read:N0} bytes of a {_file.Length:N0}-byte file (cyclic or corrupt links); it is corrupt.");
+            return n;
+        }
+
+        public override bool CanRead => true;
+        public override bool CanSeek => true;
+        public override bool CanWrite => false;
+        public override long Length => _file.Length;
+        public override long Position { get => _file.Position; set => _file.Position = value; }
+        public override long Seek(long offset, SeekOrigin origin) => _file.Seek(offset, origin);
+        public override void Flush() { }
+        public override void SetLength(long value) => throw new NotSupportedException();
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing) _file.Dispose();
+            base.Dispose(disposing);
         }
     }
 

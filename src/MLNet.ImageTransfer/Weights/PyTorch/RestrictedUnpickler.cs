@@ -116,6 +116,8 @@ internal sealed class RestrictedUnpickler
     /// <summary>Items of a tuple used as a dict key or set item (equality and hashing walk them).</summary>
     public const int MaxKeyTupleSize = 64;
     const int MaxLongBytes = 64;
+    /// <summary>Container items copied or walked per byte of pickle: each item of a real pickle was pushed by an opcode of at least one byte.</summary>
+    const long WorkPerByte = 8;
     /// <summary>Longest text line holding a number (protocol 0's INT, LONG, FLOAT, PUT, GET).</summary>
     const int MaxNumberLine = 256;
     /// <summary>Longest text line holding a module or global name.</summary>
@@ -141,7 +143,7 @@ internal sealed class RestrictedUnpickler
         _pos = start;
         _source = source;
         _persistentLoad = persistentLoad;
-        _workBudget = 64L * (data.Length - start) + 1_000_000;
+        _workBudget = WorkPerByte * (data.Length - start) + 1_000_000;
     }
 
     /// <summary>Offset just past the last STOP read.</summary>
@@ -188,7 +190,7 @@ internal sealed class RestrictedUnpickler
             switch (op)
             {
                 case 0x80: ReadByte(); break;                                  // PROTO
-                case 0x95: ReadBytes(8); break;                                // FRAME (length only; we read linearly)
+                case 0x95: ReadLength(8); break;                               // FRAME: its length must lie in the data; then read linearly
                 case (byte)'.': return Pop();                                  // STOP
                 case (byte)'(': if (_marks.Count >= MaxStackDepth) throw Error("the pickle sets more MARKs than allowed."); _marks.Push(_stack.Count); break; // MARK
                 case (byte)'0': if (_marks.Count > 0 && _stack.Count == _marks.Peek()) _marks.Pop(); else Pop(); break; // POP (of an empty frame: its MARK)
