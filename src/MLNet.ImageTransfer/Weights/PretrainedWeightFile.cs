@@ -184,7 +184,7 @@ public sealed class PretrainedWeightFile : IDisposable
             }
             if (converted.Count > 0)
                 notes.Add($"{converted.Count} tensor(s) converted to float32: {string.Join(", ", converted.Take(3))}{(converted.Count > 3 ? ", …" : "")}");
-            tensors = TorchvisionKeyVariants.Normalize(tensors, notes);
+            tensors = TorchvisionKeyVariants.Normalize(tensors, notes, path);
             var inferred = ArchitectureInference.FromShapes(tensors.ToDictionary(kv => kv.Key, kv => kv.Value.shape, StringComparer.Ordinal));
             return new PretrainedWeightFile(path, format, tensors, entries, inferred.Architecture, inferred.NumClasses, notes);
         }

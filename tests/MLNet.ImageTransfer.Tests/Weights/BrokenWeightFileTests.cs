@@ -157,6 +157,36 @@ public sealed class BrokenWeightFileTests : IDisposable
         Assert.Contains("far more than the file can hold", OpenFails(Write("large.h5", bytes)));
     }
 
+    [Fact]
+    public void Two_spellings_of_the_same_key_are_refused_as_a_file_error()
+    {
+        // torchvision's original DenseNet spelling (norm.1) and today's (norm1) of the same parameter in one file.
+        var path = Path.Combine(_dir, "twice.safetensors");
+        using (var a = TorchSharp.torch.ones(4))
+        using (var b = TorchSharp.torch.ones(4))
+            SafeTensors.Write(path, [("features.denseblock1.denselayer1.norm.1.weight", a), ("features.denseblock1.denselayer1.norm1.weight", b)]);
+        Assert.Contains("map to 'features.denseblock1.denselayer1.norm1.weight'", OpenFails(path));
+    }
+
+    [Fact]
+    public void Layer_numbers_not_backed_by_tensors_describe_no_architecture()
+    {
+        // A ResNet state dict whose key claims block 999,999,999,999 of layer1: no million-block network is inferred
+        // (weights inspect would build it), and loading lists the key as unexpected.
+        var path = Path.Combine(_dir, "renumbered.safetensors");
+        using (var file = SafeTensors.Read(W("resnet_micro.safetensors")))
+        {
+            var entries = file.Tensors.Select(kv => (kv.Key == "layer1.0.conv1.weight" ? "layer1.999999999999.conv1.weight" : kv.Key, kv.Value)).ToList();
+            SafeTensors.Write(path, entries);
+        }
+        using var weights = PretrainedWeightFile.Open(path);
+        Assert.Null(weights.Architecture);
+        using var network = WeightFormatParityTests.ConfigOf("resnet_micro").Build(5);
+        var e = Assert.Throws<WeightLoadException>(() => PretrainedWeights.Load(network, weights));
+        Assert.Contains("layer1.999999999999.conv1.weight", e.Report.Unexpected);
+        Assert.Contains("layer1.0.conv1.weight", e.Report.Missing);
+    }
+
     public static TheoryData<string> ResNetFiles => new()
     {
         "resnet_micro.safetensors", "resnet_micro.pth", "resnet_micro.onnx", "resnet_micro_basic.legacy.pth", "keras_resnet_micro.h5",

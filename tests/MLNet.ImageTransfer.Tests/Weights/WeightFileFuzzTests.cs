@@ -31,11 +31,13 @@ public sealed class WeightFileFuzzTests(ITestOutputHelper output) : IDisposable
     const long MaxManagedAllocation = 64L << 20;
 
     /// <summary>
-    /// The same for HDF5: PureHDF (third-party) allocates a header message's buffer from its 32-bit length field before
-    /// comparing it with the file, so a corrupt field costs one transient allocation of up to 2 GB, which fails or is
-    /// freed at once. Our own reader's allocations (datasets) are checked against the file before PureHDF reads them.
+    /// The same for HDF5, looser: PureHDF (third-party) allocates a structure's buffer from its 32-bit length field
+    /// before reading it (our stream then refuses the read past the end of the file), and on some corrupt files it
+    /// catches that and tries other structures. Measured over 20,000 mutants: at most four such transient buffers of
+    /// about 2 GB each (8.6 GB allocated in total) in 6 mutants, every one refused. Our own allocations (datasets) are
+    /// checked against the file before PureHDF reads them; this cap still catches anything beyond that pattern.
     /// </summary>
-    const long MaxManagedAllocationHdf5 = (2L << 30) + (64L << 20);
+    const long MaxManagedAllocationHdf5 = 5L * int.MaxValue + (64L << 20);
 
     readonly string _dir = TestData.NewTempDir("fuzz");
 

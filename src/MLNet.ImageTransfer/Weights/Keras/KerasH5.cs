@@ -78,7 +78,8 @@ internal static class KerasH5
     /// <summary>
     /// The file as PureHDF sees it, with a cap on the bytes it may read in total: a few times the file, as parsing a
     /// Keras file reads each dataset once and its small metadata a few times. A corrupt file whose B-tree or heap links
-    /// form a cycle would keep PureHDF reading forever; the cap turns that into an error.
+    /// form a cycle would keep PureHDF reading forever; the cap turns that into an error. Reads past the end of the file
+    /// are refused at once.
     /// </summary>
     sealed class ReadBudgetStream(string path) : Stream
     {
@@ -92,8 +93,12 @@ internal static class KerasH5
 
         public override int Read(Span<byte> buffer)
         {
+            // A structure that runs past the end of the file is corrupt: say so at once, rather than let PureHDF go on
+            // (it allocates each structure's buffer from its length field before reading it).
+            if (buffer.Length > _file.Length - _file.Position)
+                throw new WeightFileException(path, $"an HDF5 structure of {buffer.Length:N0} bytes at offset {_file.Position:N0} runs past the end of the {_file.Length:N0}-byte file; it is corrupt or truncated.");
             int n = _file.Read(buffer);
-            _read += Math.Max(n, 1); // a zero-byte read (at the end) counts too, or a loop of them would never end
+            _read += Math.Max(n, 1); // a zero-byte read counts too, or a loop of them would never end
             if (_read > Budget)
                 throw new WeightFileException(path, $"reading its HDF5 structure goes over {_read:N0} bytes of a {_file.Length:N0}-byte file (cyclic or corrupt links); it is corrupt.");
             return n;
