@@ -293,6 +293,14 @@ public sealed class HostilePickleTests : IDisposable
     }
 
     [Fact]
+    public void A_broadcast_stride_cannot_inflate_a_storage()
+    {
+        // Stride 0 makes every element of a 2^30-element tensor the storage's first float: copying it out would take 4 GB.
+        var pickle = new PickleWriter().Op('}').Op('(').Str("w").Tensor("0", 3, 1 << 30, stride: 0).Op('u').Stop();
+        Assert.Contains("has 1,073,741,824 elements but its storage '0' only 3", Refused(pickle, ("0", PickleWriter.Floats(1, 2, 3))).Message);
+    }
+
+    [Fact]
     public void A_zip_bomb_storage_costs_no_more_than_the_tensor_the_pickle_declares()
     {
         // The storage entry is a deflated 64 MB of zeros claiming to be the 3-float storage the pickle declares: only the

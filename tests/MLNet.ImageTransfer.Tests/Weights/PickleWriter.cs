@@ -48,13 +48,13 @@ internal sealed class PickleWriter
     public PickleWriter Reduce() => Op('R');
     public byte[] Stop() { _s.WriteByte((byte)'.'); return _s.ToArray(); }
 
-    /// <summary><c>_rebuild_tensor_v2(('storage', FloatStorage, key, 'cpu', numel), 0, (n,), (1,), False, OrderedDict())</c></summary>
-    public PickleWriter Tensor(string key, int numel, int size)
+    /// <summary><c>_rebuild_tensor_v2(('storage', FloatStorage, key, 'cpu', numel), 0, (size,), (stride,), False, OrderedDict())</c></summary>
+    public PickleWriter Tensor(string key, int numel, int size, int stride = 1)
     {
         Global("torch._utils", "_rebuild_tensor_v2");
         Op('(');
         Op('(').Str("storage").Global("torch", "FloatStorage").Str(key).Str("cpu").Int(numel).Op('t').Op('Q');
-        Int(0).Int(size).Tuple(1).Int(1).Tuple(1).Op((char)0x89);
+        Int(0).Int(size).Tuple(1).Int(stride).Tuple(1).Op((char)0x89);
         Global("collections", "OrderedDict").Op(')').Op('R');
         Op('t').Op('R');
         return this;

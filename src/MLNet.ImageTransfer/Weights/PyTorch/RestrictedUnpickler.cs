@@ -356,6 +356,10 @@ internal sealed class RestrictedUnpickler
         catch (OverflowException) { throw Error($"a tensor has an impossibly large shape [{string.Join(", ", size)}]."); }
         if (elements > 0 && lastIndex >= storage.ElementCount)
             throw Error($"a tensor of shape [{string.Join(", ", size)}] (offset {offset}, stride [{string.Join(", ", stride)}]) reaches element {lastIndex} of storage '{storage.Key}', which has {storage.ElementCount} elements.");
+        // Stride-0 (broadcast) dimensions would let a 3-element storage describe a tensor of billions of elements, which
+        // loading copies out: a state dict's tensor never has more elements than its storage.
+        if (elements > Math.Max(storage.ElementCount, 1))
+            throw Error($"a tensor of shape [{string.Join(", ", size)}] (stride [{string.Join(", ", stride)}]) has {elements:N0} elements but its storage '{storage.Key}' only {storage.ElementCount:N0}.");
         return new TensorRef(storage, offset, size, stride);
     }
 
