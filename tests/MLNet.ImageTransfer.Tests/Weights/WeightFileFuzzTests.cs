@@ -27,6 +27,9 @@ public sealed class WeightFileFuzzTests(ITestOutputHelper output) : IDisposable
     /// <summary>A mutant that takes longer than this to be refused or loaded counts as a hang.</summary>
     static readonly TimeSpan MutantTimeout = TimeSpan.FromSeconds(20);
 
+    /// <summary>How much longer a mutant past <see cref="MutantTimeout"/> is waited for before it counts as a hang.</summary>
+    static readonly TimeSpan HangGrace = TimeSpan.FromMinutes(3);
+
     /// <summary>Managed bytes one mutant may make the reader allocate: far above what the micro fixtures need (≈ 1 MB), far below an absurd length field's.</summary>
     const long MaxManagedAllocation = 64L << 20;
 
@@ -40,6 +43,9 @@ public sealed class WeightFileFuzzTests(ITestOutputHelper output) : IDisposable
     const long MaxManagedAllocationHdf5 = 5L * int.MaxValue + (64L << 20);
 
     readonly string _dir = TestData.NewTempDir("fuzz");
+
+    /// <summary>Networks a hung worker may still be using: never disposed (disposing would free memory under the worker).</summary>
+    static readonly List<object> Abandoned = [];
 
     public void Dispose()
     {
@@ -80,25 +86,34 @@ public sealed class WeightFileFuzzTests(ITestOutputHelper output) : IDisposable
             Assert.NotNull(check.Architecture); // the unmutated fixture is valid: the mutants are near-valid files
         var config = WeightFormatParityTests.ConfigOf(io);
         using (var probe = PretrainedWeightFile.Open(WeightFormatParityTests.W(fixture))) config = probe.Adapt(config);
-        using var network = config.Build(5, HeadSpec.Default with { Dropout = 0 });
-
         var failures = new Dictionary<string, (int Count, int Seed, string Detail)>(StringComparer.Ordinal);
         var outcomes = new Dictionary<string, int>(StringComparer.Ordinal);
         var path = Path.Combine(_dir, $"mutant-{format}.bin");
         var clock = Stopwatch.StartNew();
-        for (int i = 0; i < iterations; i++)
+        var network = config.Build(5, HeadSpec.Default with { Dropout = 0 });
+        bool abandoned = false;
+        try
         {
-            int seed = targetIndex * 1_000_000 + i;
-            File.WriteAllBytes(path, mutate(new Random(seed)));
-            // Every 8th mutant also goes through `weights inspect` (which builds the network the file describes).
-            var (outcome, failure) = Run(path, network, format == "h5" ? MaxManagedAllocationHdf5 : MaxManagedAllocation, inspect: i % 8 == 0);
-            outcomes[outcome] = outcomes.GetValueOrDefault(outcome) + 1;
-            if (failure is not null)
+            for (int i = 0; i < iterations; i++)
             {
-                var kind = failure.Value.Kind;
-                failures[kind] = failures.TryGetValue(kind, out var known) ? (known.Count + 1, known.Seed, known.Detail) : (1, seed, failure.Value.Detail);
-                if (failure.Value.Kind.StartsWith("hang", StringComparison.Ordinal)) break; // the thread is still busy: stop here
+                int seed = targetIndex * 1_000_000 + i;
+                File.WriteAllBytes(path, mutate(new Random(seed)));
+                // Every 8th mutant also goes through `weights inspect` (which builds the network the file describes).
+                var (outcome, failure) = Run(path, network, format == "h5" ? MaxManagedAllocationHdf5 : MaxManagedAllocation, inspect: i % 8 == 0);
+                outcomes[outcome] = outcomes.GetValueOrDefault(outcome) + 1;
+                if (failure is not null)
+                {
+                    var kind = failure.Value.Kind;
+                    failures[kind] = failures.TryGetValue(kind, out var known) ? (known.Count + 1, known.Seed, known.Detail) : (1, seed, failure.Value.Detail);
+                    if (outcome == "hang") { abandoned = true; break; } // the worker may still be using the network: stop here
+                }
             }
+        }
+        finally
+        {
+            // A worker still running after its timeout uses the network: keep it alive rather than free it under the worker.
+            if (abandoned) Abandoned.Add(network);
+            else network.Dispose();
         }
         output.WriteLine($"{format}: {iterations} mutants of {fixture} ({original.Length:N0} bytes) in {clock.Elapsed.TotalSeconds:F1} s; outcomes: " +
             string.Join(", ", outcomes.OrderByDescending(o => o.Value).Select(o => $"{o.Key} {o.Value}")));
@@ -124,7 +139,14 @@ public sealed class WeightFileFuzzTests(ITestOutputHelper output) : IDisposable
         });
         try
         {
-            if (!task.Wait(MutantTimeout)) return ("hang", ($"hang (> {MutantTimeout.TotalSeconds} s)", "the reader did not finish"));
+            if (!task.Wait(MutantTimeout))
+            {
+                // Slow or hung: give it a long grace (a loaded machine can stall), so that the network is not reused
+                // or freed while the worker runs; only a worker that never finishes counts as a hang.
+                var clock = Stopwatch.StartNew();
+                if (!task.Wait(HangGrace)) return ("hang", ($"hang (> {(MutantTimeout + HangGrace).TotalSeconds} s)", "the reader did not finish"));
+                return ("slow", ($"slow (> {MutantTimeout.TotalSeconds} s: {MutantTimeout.TotalSeconds + clock.Elapsed.TotalSeconds:F0} s)", task.Exception?.InnerException?.ToString() ?? "(loaded)"));
+            }
         }
         catch (AggregateException) { }
         var e = task.Exception?.InnerException;
