@@ -10,9 +10,9 @@ namespace MLNet.ImageTransfer.Weights;
 /// </summary>
 public static class ArchitectureInference
 {
-    static readonly Regex DenseConv2 = new(@"^features\.denseblock(\d+)\.denselayer(\d+)\.conv2\.weight$", RegexOptions.CultureInvariant);
-    static readonly Regex ResNetConv = new(@"^layer(\d)\.(\d+)\.conv(\d)\.weight$", RegexOptions.CultureInvariant);
-    static readonly Regex VggFeature = new(@"^features\.(\d+)\.weight$", RegexOptions.CultureInvariant);
+    static readonly Regex DenseConv2 = new(@"^features\.denseblock([0-9]+)\.denselayer([0-9]+)\.conv2\.weight$", RegexOptions.CultureInvariant);
+    static readonly Regex ResNetConv = new(@"^layer([0-9])\.([0-9]+)\.conv([0-9])\.weight$", RegexOptions.CultureInvariant);
+    static readonly Regex VggFeature = new(@"^features\.([0-9]+)\.weight$", RegexOptions.CultureInvariant);
 
     /// <summary>What a state dict's keys say about its network.</summary>
     /// <param name="Architecture">The configuration (registered or custom), or null when the keys fit no family.</param>
@@ -39,13 +39,14 @@ public static class ArchitectureInference
         foreach (var (key, shape) in s)
         {
             var m = DenseConv2.Match(key);
-            if (!m.Success) continue;
+            if (!m.Success || shape.Length != 4) continue;
             int b = Int(m.Groups[1]), l = Int(m.Groups[2]);
             blocks[b] = Math.Max(blocks.GetValueOrDefault(b), l);
             growth = shape[0];
             bottleneck = shape[1];
         }
-        if (blocks.Count == 0 || growth == 0 || bottleneck % growth != 0 || blocks.Keys.First() != 1 || blocks.Keys.Last() != blocks.Count)
+        if (blocks.Count == 0 || growth == 0 || bottleneck % growth != 0 || blocks.Keys.First() != 1 || blocks.Keys.Last() != blocks.Count
+            || !LayersBacked(blocks.Values, s) || s["features.conv0.weight"].Length != 4)
             return new Result(null, null);
         var config = new DenseNetConfig((int)growth, blocks.Values.ToArray(), (int)s["features.conv0.weight"][0], (int)(bottleneck / growth));
         return new Result(config, Classes(s, "classifier.weight"));
@@ -63,7 +64,8 @@ public static class ArchitectureInference
             stages[stage] = Math.Max(stages.GetValueOrDefault(stage), block + 1);
             convs = Math.Max(convs, Int(m.Groups[3]));
         }
-        if (stages.Count != 4 || stages.Keys.First() != 1 || convs is not (2 or 3)) return new Result(null, null);
+        if (stages.Count != 4 || stages.Keys.First() != 1 || convs is not (2 or 3) || !LayersBacked(stages.Values, s) || s["conv1.weight"].Length != 4)
+            return new Result(null, null);
         var config = new ResNetConfig(convs == 3 ? ResNetBlock.Bottleneck : ResNetBlock.Basic, stages.Values.ToArray(), (int)s["conv1.weight"][0],
             ConvBias: s.ContainsKey("conv1.bias"));
         return new Result(config, Classes(s, "fc.weight"));
@@ -106,5 +108,15 @@ public static class ArchitectureInference
 
     static int? Classes(IReadOnlyDictionary<string, long[]> s, string key) => s.TryGetValue(key, out var shape) && shape.Length == 2 ? (int)shape[0] : null;
 
-    static int Int(Group g) => int.Parse(g.Value, CultureInfo.InvariantCulture);
+    /// <summary>
+    /// Block sizes are read from the layer numbers in the keys: each layer must be backed by tensors, so that a corrupt
+    /// key such as <c>layer1.999999.conv1.weight</c> does not describe a network of a million blocks (which
+    /// <c>weights inspect</c> would then build).
+    /// </summary>
+    static bool LayersBacked(IEnumerable<int> blockSizes, IReadOnlyDictionary<string, long[]> s) => blockSizes.Sum(b => (long)b) <= s.Count;
+
+    /// <summary>A layer number from a key; absurd ones become <see cref="MaxLayerNumber"/>, which <see cref="LayersBacked"/> refuses.</summary>
+    static int Int(Group g) => int.TryParse(g.Value, NumberStyles.None, CultureInfo.InvariantCulture, out int v) ? Math.Min(v, MaxLayerNumber) : MaxLayerNumber;
+
+    const int MaxLayerNumber = 1_000_000;
 }

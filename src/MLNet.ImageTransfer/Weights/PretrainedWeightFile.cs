@@ -94,6 +94,9 @@ public sealed class PretrainedWeightFile : IDisposable
             && (long)headerLength <= stream.Length - 8 && head[8] == (byte)'{')
             return WeightFormat.SafeTensors;
         if (OnnxReader.LooksLikeOnnx(span)) return WeightFormat.Onnx;
+        // A JSON header's '{' after 8 bytes, but a length field that is absurd or beyond the file: a corrupt or truncated
+        // safetensors file, which its reader describes precisely.
+        if (n >= 9 && head[8] == (byte)'{') return WeightFormat.SafeTensors;
         if (n == 0) throw new WeightFileException(path, "the file is empty.");
         throw new WeightFileException(path, "its content is not a supported weight format (safetensors, PyTorch .pth/.pt, Keras .h5, ONNX).");
     }
@@ -181,7 +184,7 @@ public sealed class PretrainedWeightFile : IDisposable
             }
             if (converted.Count > 0)
                 notes.Add($"{converted.Count} tensor(s) converted to float32: {string.Join(", ", converted.Take(3))}{(converted.Count > 3 ? ", …" : "")}");
-            tensors = TorchvisionKeyVariants.Normalize(tensors, notes);
+            tensors = TorchvisionKeyVariants.Normalize(tensors, notes, path);
             var inferred = ArchitectureInference.FromShapes(tensors.ToDictionary(kv => kv.Key, kv => kv.Value.shape, StringComparer.Ordinal));
             return new PretrainedWeightFile(path, format, tensors, entries, inferred.Architecture, inferred.NumClasses, notes);
         }

@@ -83,26 +83,6 @@ public sealed class SafeTensorsFile : IDisposable
 }
 
 /// <summary>
-/// A weight file that cannot be read because its content is invalid (truncated, corrupt, not the format): names the file
-/// and what is wrong. An <see cref="IOException"/>, so code that handles I/O failures of a file handles this too
-/// (<see cref="InvalidDataException"/> is sealed).
-/// </summary>
-public class WeightFileException : IOException
-{
-    public WeightFileException(string filePath, string problem, Exception? inner = null)
-        : base($"Cannot read weight file '{filePath}': {problem}", inner)
-    {
-        FilePath = filePath;
-        Problem = problem;
-    }
-
-    /// <summary>The file path, or the name given for a stream.</summary>
-    public string FilePath { get; }
-    /// <summary>What is wrong, without the file name.</summary>
-    public string Problem { get; }
-}
-
-/// <summary>
 /// Reader and writer of the <see href="https://github.com/huggingface/safetensors">safetensors</see> format: an 8-byte
 /// little-endian header length N, N bytes of UTF-8 JSON <c>{"name": {"dtype", "shape", "data_offsets": [begin, end]},
 /// "__metadata__": {string: string}}</c>, then the raw little-endian tensor data, contiguous and without holes.
@@ -330,6 +310,9 @@ public static class SafeTensors
 
     static SafeTensorsHeader ParseHeader(byte[] headerBytes, long? dataLength, string source)
     {
+        // JsonDocument accepts invalid UTF-8 inside strings and fails only when a name is read: check it all first.
+        if (!System.Text.Unicode.Utf8.IsValid(headerBytes))
+            throw new WeightFileException(source, "the header is not valid UTF-8; this is not a safetensors file or it is corrupt.");
         JsonDocument doc;
         try
         {

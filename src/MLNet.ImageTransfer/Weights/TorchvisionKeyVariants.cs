@@ -14,7 +14,7 @@ internal static class TorchvisionKeyVariants
 {
     static readonly Regex OldDenseLayer = new(@"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$", RegexOptions.CultureInvariant);
 
-    public static OrderedDictionary<string, Tensor> Normalize(OrderedDictionary<string, Tensor> tensors, List<string> notes)
+    public static OrderedDictionary<string, Tensor> Normalize(OrderedDictionary<string, Tensor> tensors, List<string> notes, string path)
     {
         int renamed = 0;
         var result = new OrderedDictionary<string, Tensor>();
@@ -37,7 +37,7 @@ internal static class TorchvisionKeyVariants
                     case "head.fc.bias": k = "classifier.6.bias"; break;
                 }
             }
-            if (!result.TryAdd(k, v)) throw new ArgumentException($"Two keys of the file map to '{k}'.");
+            if (!result.TryAdd(k, v)) throw new WeightFileException(path, $"two keys of the file ('{key}' and another) map to '{k}'.");
         }
         if (renamed > 0) notes.Add($"{renamed} keys of torchvision's original DenseNet checkpoints renamed (denselayerN.norm.1 → norm1, as torchvision does)");
         if (timmVgg) notes.Add("timm's VGG head (pre_logits.fc1/fc2 convolutions, head.fc) mapped to torchvision's classifier.0/.3/.6");

@@ -62,55 +62,14 @@ public sealed class PyTorchPickleTests : IDisposable
     // ---- hand-made pickles ------------------------------------------------------------------------------------------
 
     /// <summary>A torch.save-shaped zip around the given data.pkl (and storages).</summary>
-    string Zip(byte[] pickle, params (string Key, byte[] Data)[] storages)
-    {
-        var path = Path.Combine(_dir, Guid.NewGuid().ToString("N") + ".pth");
-        using (var zip = ZipFile.Open(path, ZipArchiveMode.Create))
-        {
-            void Add(string name, byte[] data)
-            {
-                using var s = zip.CreateEntry(name, CompressionLevel.NoCompression).Open();
-                s.Write(data);
-            }
-            Add("archive/data.pkl", pickle);
-            Add("archive/version", "3\n"u8.ToArray());
-            foreach (var (key, data) in storages) Add($"archive/data/{key}", data);
-        }
-        return path;
-    }
+    string Zip(byte[] pickle, params (string Key, byte[] Data)[] storages) => PickleWriter.TorchZip(_dir, pickle, storages);
 
-    /// <summary>Protocol-2 opcodes, enough to write state dicts and attacks.</summary>
-    sealed class Pickle
-    {
-        readonly MemoryStream _s = new();
-        public Pickle() { _s.WriteByte(0x80); _s.WriteByte(2); }
-        public Pickle Op(char c) { _s.WriteByte((byte)c); return this; }
-        public Pickle Raw(params byte[] b) { _s.Write(b); return this; }
-        public Pickle Global(string module, string name) { _s.WriteByte((byte)'c'); _s.Write(Encoding.ASCII.GetBytes($"{module}\n{name}\n")); return this; }
-        public Pickle Str(string s) { var b = Encoding.UTF8.GetBytes(s); _s.WriteByte((byte)'X'); _s.Write(BitConverter.GetBytes(b.Length)); _s.Write(b); return this; }
-        public Pickle Int(int v) { _s.WriteByte((byte)'J'); _s.Write(BitConverter.GetBytes(v)); return this; }
-        public Pickle Tuple(int n) { _s.WriteByte(n switch { 1 => 0x85, 2 => 0x86, 3 => 0x87, _ => throw new ArgumentOutOfRangeException(nameof(n)) }); return this; }
-        public byte[] Stop() { _s.WriteByte((byte)'.'); return _s.ToArray(); }
-
-        /// <summary>_rebuild_tensor_v2(('storage', FloatStorage, key, 'cpu', numel), 0, (n,), (1,), False, OrderedDict())</summary>
-        public Pickle Tensor(string key, int numel, int size)
-        {
-            Global("torch._utils", "_rebuild_tensor_v2");
-            Op('(');
-            Op('(').Str("storage").Global("torch", "FloatStorage").Str(key).Str("cpu").Int(numel).Op('t').Op('Q');
-            Int(0).Int(size).Tuple(1).Int(1).Tuple(1).Op((char)0x89);
-            Global("collections", "OrderedDict").Op(')').Op('R');
-            Op('t').Op('R');
-            return this;
-        }
-    }
-
-    static byte[] Floats(params float[] v) => v.SelectMany(BitConverter.GetBytes).ToArray();
+    static byte[] Floats(params float[] v) => PickleWriter.Floats(v);
 
     [Fact]
     public void A_hand_made_state_dict_pickle_reads()
     {
-        var pickle = new Pickle().Op('}').Op('(').Str("w").Tensor("0", 3, 3).Op('u').Stop();
+        var pickle = new PickleWriter().Op('}').Op('(').Str("w").Tensor("0", 3, 3).Op('u').Stop();
         using var file = PretrainedWeightFile.Open(Zip(pickle, ("0", Floats(1, 2, 3))));
         Assert.Equal([1f, 2f, 3f], file.Tensors["w"].data<float>().ToArray());
         Assert.Equal(WeightFormat.PyTorch, file.Format);
@@ -126,7 +85,7 @@ public sealed class PyTorchPickleTests : IDisposable
     [InlineData("numpy.core.multiarray", "_reconstruct")]
     public void Any_global_outside_the_allow_list_is_refused(string module, string name)
     {
-        var pickle = new Pickle().Global(module, name).Str("echo pwned").Tuple(1).Op('R').Stop();
+        var pickle = new PickleWriter().Global(module, name).Str("echo pwned").Tuple(1).Op('R').Stop();
         var e = Assert.ThrowsAny<WeightFileException>(() => PretrainedWeightFile.Open(Zip(pickle)));
         Assert.Contains($"'{module}.{name}'", e.Message);
     }
@@ -135,13 +94,13 @@ public sealed class PyTorchPickleTests : IDisposable
     public void Allowed_names_used_as_something_else_are_refused()
     {
         // A storage class is only a tag in a persistent id; calling it is refused.
-        var call = new Pickle().Global("torch", "FloatStorage").Int(5).Tuple(1).Op('R').Stop();
+        var call = new PickleWriter().Global("torch", "FloatStorage").Int(5).Tuple(1).Op('R').Stop();
         Assert.Contains("torch.FloatStorage(...)", Assert.ThrowsAny<WeightFileException>(() => PretrainedWeightFile.Open(Zip(call))).Message);
         // BUILD on something that is not a dict or tensor.
-        var build = new Pickle().Str("x").Op('}').Op('b').Stop();
+        var build = new PickleWriter().Str("x").Op('}').Op('b').Stop();
         Assert.Contains("sets the state of a string", Assert.ThrowsAny<WeightFileException>(() => PretrainedWeightFile.Open(Zip(build))).Message);
         // Extension registry opcodes.
-        var ext = new Pickle().Raw(0x82, 1).Stop();
+        var ext = new PickleWriter().Raw(0x82, 1).Stop();
         Assert.Contains("extension registry", Assert.ThrowsAny<WeightFileException>(() => PretrainedWeightFile.Open(Zip(ext))).Message);
     }
 
@@ -149,35 +108,35 @@ public sealed class PyTorchPickleTests : IDisposable
     public void Corrupt_and_oversized_declarations_are_refused_before_allocating()
     {
         // A tensor reaching past its storage.
-        var past = new Pickle().Op('}').Op('(').Str("w").Tensor("0", 3, 4).Op('u').Stop();
+        var past = new PickleWriter().Op('}').Op('(').Str("w").Tensor("0", 3, 4).Op('u').Stop();
         Assert.Contains("reaches element 3", Assert.ThrowsAny<WeightFileException>(() => PretrainedWeightFile.Open(Zip(past, ("0", Floats(1, 2, 3))))).Message);
         // A storage declaring more elements than its entry holds (a 4 GB claim on 12 bytes).
-        var huge = new Pickle().Op('}').Op('(').Str("w").Tensor("0", 1 << 30, 3).Op('u').Stop();
+        var huge = new PickleWriter().Op('}').Op('(').Str("w").Tensor("0", 1 << 30, 3).Op('u').Stop();
         Assert.Contains("storage '0' needs", Assert.ThrowsAny<WeightFileException>(() => PretrainedWeightFile.Open(Zip(huge, ("0", Floats(1, 2, 3))))).Message);
         // A missing storage entry.
-        var missing = new Pickle().Op('}').Op('(').Str("w").Tensor("7", 3, 3).Op('u').Stop();
+        var missing = new PickleWriter().Op('}').Op('(').Str("w").Tensor("7", 3, 3).Op('u').Stop();
         Assert.Contains("no entry 'archive/data/7'", Assert.ThrowsAny<WeightFileException>(() => PretrainedWeightFile.Open(Zip(missing))).Message);
         // A storage key trying to walk the archive.
-        var sneaky = new Pickle().Op('}').Op('(').Str("w").Tensor("../x", 3, 3).Op('u').Stop();
+        var sneaky = new PickleWriter().Op('}').Op('(').Str("w").Tensor("../x", 3, 3).Op('u').Stop();
         Assert.Contains("not a plain name", Assert.ThrowsAny<WeightFileException>(() => PretrainedWeightFile.Open(Zip(sneaky))).Message);
         // A string length beyond the data.
-        var longString = new Pickle().Raw((byte)'X', 0xff, 0xff, 0xff, 0x7f).Stop();
+        var longString = new PickleWriter().Raw((byte)'X', 0xff, 0xff, 0xff, 0x7f).Stop();
         Assert.Contains("only", Assert.ThrowsAny<WeightFileException>(() => PretrainedWeightFile.Open(Zip(longString))).Message);
         // A 10 KB integer.
-        var bigInt = new Pickle().Raw(0x8b, 0x10, 0x27, 0, 0).Raw(new byte[10_000]).Stop();
+        var bigInt = new PickleWriter().Raw(0x8b, 0x10, 0x27, 0, 0).Raw(new byte[10_000]).Stop();
         Assert.Contains("10000-byte integer", Assert.ThrowsAny<WeightFileException>(() => PretrainedWeightFile.Open(Zip(bigInt))).Message);
         // Truncated: no STOP.
-        var truncated = new Pickle().Op('}').Op('(').Str("w").Stop()[..^1];
+        var truncated = new PickleWriter().Op('}').Op('(').Str("w").Stop()[..^1];
         Assert.Contains("truncated", Assert.ThrowsAny<WeightFileException>(() => PretrainedWeightFile.Open(Zip(truncated))).Message);
         // A memo reference that was never stored.
-        var memo = new Pickle().Raw((byte)'h', 9).Stop();
+        var memo = new PickleWriter().Raw((byte)'h', 9).Stop();
         Assert.Contains("memo entry 9", Assert.ThrowsAny<WeightFileException>(() => PretrainedWeightFile.Open(Zip(memo))).Message);
     }
 
     [Fact]
     public void A_checkpoint_without_a_state_dict_names_its_keys()
     {
-        var pickle = new Pickle().Op('}').Op('(').Str("epoch").Int(3).Str("lr").Int(1).Op('u').Stop();
+        var pickle = new PickleWriter().Op('}').Op('(').Str("epoch").Int(3).Str("lr").Int(1).Op('u').Stop();
         var e = Assert.ThrowsAny<WeightFileException>(() => PretrainedWeightFile.Open(Zip(pickle)));
         Assert.Contains("'epoch'", e.Message);
         Assert.Contains("no state dict found", e.Message);

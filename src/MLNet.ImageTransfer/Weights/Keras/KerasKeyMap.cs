@@ -31,11 +31,11 @@ internal sealed record KerasMapping(
 /// </remarks>
 internal static class KerasKeyMap
 {
-    static readonly Regex DenseLayer = new(@"^conv(\d+)_block(\d+)_(0_bn|1_conv|1_bn|2_conv)$", RegexOptions.CultureInvariant);
-    static readonly Regex DenseTransition = new(@"^pool(\d+)_(bn|conv)$", RegexOptions.CultureInvariant);
-    static readonly Regex ResNetLayer = new(@"^conv(\d+)_block(\d+)_(\d)_(conv|bn)$", RegexOptions.CultureInvariant);
-    static readonly Regex CaffeResNetLayer = new(@"^(res|bn)(\d)([a-z])(\d*)_branch(1|2a|2b|2c)$", RegexOptions.CultureInvariant);
-    static readonly Regex VggConv = new(@"^block(\d+)_conv(\d+)$", RegexOptions.CultureInvariant);
+    static readonly Regex DenseLayer = new(@"^conv([0-9]+)_block([0-9]+)_(0_bn|1_conv|1_bn|2_conv)$", RegexOptions.CultureInvariant);
+    static readonly Regex DenseTransition = new(@"^pool([0-9]+)_(bn|conv)$", RegexOptions.CultureInvariant);
+    static readonly Regex ResNetLayer = new(@"^conv([0-9]+)_block([0-9]+)_([0-9])_(conv|bn)$", RegexOptions.CultureInvariant);
+    static readonly Regex CaffeResNetLayer = new(@"^(res|bn)([0-9])([a-z])([0-9]*)_branch(1|2a|2b|2c)$", RegexOptions.CultureInvariant);
+    static readonly Regex VggConv = new(@"^block([0-9]+)_conv([0-9]+)$", RegexOptions.CultureInvariant);
 
     public static KerasMapping Map(KerasWeightFile file, string path)
     {
@@ -62,7 +62,7 @@ internal static class KerasKeyMap
         {
             string n = Normalize(layer.Name);
             Match m;
-            if (n == "conv1_conv") { b.Conv(layer, "features.conv0", false); initFeatures = (int)layer.Weights[0].Value.shape[3]; }
+            if (n == "conv1_conv") initFeatures = b.Conv(layer, "features.conv0", false);
             else if (n == "conv1_bn") b.BatchNorm(layer, "features.norm0");
             else if (n == "bn") b.BatchNorm(layer, "features.norm5");
             else if ((m = DenseLayer.Match(n)).Success)
@@ -73,9 +73,9 @@ internal static class KerasKeyMap
                 switch (m.Groups[3].Value)
                 {
                     case "0_bn": b.BatchNorm(layer, prefix + ".norm1"); break;
-                    case "1_conv": b.Conv(layer, prefix + ".conv1", false); bottleneck ??= (int)layer.Weights[0].Value.shape[3]; break;
+                    case "1_conv": int c1 = b.Conv(layer, prefix + ".conv1", false); bottleneck ??= c1; break;
                     case "1_bn": b.BatchNorm(layer, prefix + ".norm2"); break;
-                    case "2_conv": b.Conv(layer, prefix + ".conv2", false); growth ??= (int)layer.Weights[0].Value.shape[3]; break;
+                    case "2_conv": int c2 = b.Conv(layer, prefix + ".conv2", false); growth ??= c2; break;
                 }
             }
             else if ((m = DenseTransition.Match(n)).Success)
@@ -88,7 +88,10 @@ internal static class KerasKeyMap
             else b.Unmapped(layer);
         }
         ArchitectureConfig? config = null;
-        if (initFeatures is int init && growth is int g && bottleneck is int bn && blocks.Count > 0 && bn % g == 0)
+        // Block sizes come from the layer numbers in the names: they must be backed by that many layers (a corrupt name
+        // such as conv2_block999999_0_bn must not describe a network of a million layers).
+        if (initFeatures is int init && growth is int g && bottleneck is int bn && blocks.Count > 0 && g > 0 && bn % g == 0
+            && blocks.Values.Sum(v => (long)v) <= file.Layers.Count)
             config = new DenseNetConfig(g, blocks.Values.ToArray(), init, bn / g, 0, ArchitectureConfig.KerasBatchNormEpsilon);
         return b.Result(config, ArchitectureConfig.KerasBatchNormEpsilon, "keras.applications DenseNet");
     }
@@ -105,7 +108,7 @@ internal static class KerasKeyMap
         {
             string n = Normalize(layer.Name);
             Match m;
-            if (n == "conv1_conv") { b.Conv(layer, "conv1", true); baseWidth = (int)layer.Weights[0].Value.shape[3]; }
+            if (n == "conv1_conv") baseWidth = b.Conv(layer, "conv1", true);
             else if (n == "conv1_bn") b.BatchNorm(layer, "bn1");
             else if ((m = ResNetLayer.Match(n)).Success)
             {
@@ -120,7 +123,7 @@ internal static class KerasKeyMap
             else if (n is "predictions" or "probs" or "fc1000") b.Dense(layer, "fc");
             else b.Unmapped(layer);
         }
-        var config = ResNetFrom(stages, convsPerBlock, baseWidth, ArchitectureConfig.KerasBatchNormEpsilon);
+        var config = ResNetFrom(stages, convsPerBlock, baseWidth, ArchitectureConfig.KerasBatchNormEpsilon, file.Layers.Count);
         return b.Result(config, ArchitectureConfig.KerasBatchNormEpsilon, "keras.applications ResNet (v1)");
     }
 
@@ -136,7 +139,7 @@ internal static class KerasKeyMap
         {
             string n = layer.Name;
             Match m;
-            if (n == "conv1") { b.Conv(layer, "conv1", true); baseWidth = (int)layer.Weights[0].Value.shape[3]; }
+            if (n == "conv1") baseWidth = b.Conv(layer, "conv1", true);
             else if (n == "bn_conv1") b.BatchNorm(layer, "bn1");
             else if ((m = CaffeResNetLayer.Match(n)).Success)
             {
@@ -156,13 +159,14 @@ internal static class KerasKeyMap
             else b.Unmapped(layer);
         }
         b.Note("Caffe-named Keras ResNet50 (keras-applications 1.0): BatchNorm epsilon 1e-3, Keras' default for that model");
-        var config = ResNetFrom(stages, convsPerBlock, baseWidth, CaffeKerasEpsilon);
+        var config = ResNetFrom(stages, convsPerBlock, baseWidth, CaffeKerasEpsilon, file.Layers.Count);
         return b.Result(config, CaffeKerasEpsilon, "keras-applications ResNet50 (Caffe names)");
     }
 
-    static ArchitectureConfig? ResNetFrom(SortedDictionary<int, int> stages, int convsPerBlock, int? baseWidth, double eps)
+    static ArchitectureConfig? ResNetFrom(SortedDictionary<int, int> stages, int convsPerBlock, int? baseWidth, double eps, int layerCount)
     {
-        if (stages.Count != 4 || baseWidth is not int width || convsPerBlock is not (2 or 3)) return null;
+        if (stages.Count != 4 || baseWidth is not int width || width <= 0 || convsPerBlock is not (2 or 3)) return null;
+        if (stages.Values.Any(b => b <= 0) || stages.Values.Sum(b => (long)b) > layerCount) return null; // block numbers not backed by layers
         var torchvision = new ResNetConfig(convsPerBlock == 3 ? ResNetBlock.Bottleneck : ResNetBlock.Basic, stages.Values.ToArray(), width);
         return Architectures.KerasConvention(torchvision, eps);
     }
@@ -188,8 +192,7 @@ internal static class KerasKeyMap
         {
             if (currentBlock != -1 && block != currentBlock) { cfg.Add(VggConfig.MaxPool); index++; }
             currentBlock = block;
-            b.Conv(layer, $"features.{index}", true);
-            lastChannels = (int)layer.Weights[0].Value.shape[3];
+            lastChannels = b.Conv(layer, $"features.{index}", true);
             cfg.Add(lastChannels);
             index += 2;
         }
@@ -198,12 +201,13 @@ internal static class KerasKeyMap
         int classifierWidth = 4096, poolSize = 7;
         if (dense.TryGetValue("fc1", out var fc1))
         {
-            long inFeatures = fc1.Weights[0].Value.shape[0];
+            var fc1Kernel = b.DenseKernel(fc1);
+            long inFeatures = fc1Kernel.shape[0];
             int p = lastChannels > 0 ? (int)Math.Round(Math.Sqrt(inFeatures / (double)lastChannels)) : 0;
             if (p < 1 || (long)p * p * lastChannels != inFeatures)
                 throw new WeightFileException(path, $"fc1 takes {inFeatures} inputs, which is not a square feature map of the last block's {lastChannels} channels.");
             poolSize = p;
-            classifierWidth = (int)fc1.Weights[0].Value.shape[1];
+            classifierWidth = (int)fc1Kernel.shape[1];
             b.Dense(fc1, "classifier.0", kernel => kernel.reshape(p, p, lastChannels, -1).permute(3, 2, 0, 1).reshape(-1, (long)p * p * lastChannels));
             b.Note($"fc1's inputs re-ordered from Keras' channels-last flatten to PyTorch's channels-first ({p}×{p}×{lastChannels})");
         }
@@ -213,7 +217,10 @@ internal static class KerasKeyMap
         return b.Result(config, ArchitectureConfig.TorchBatchNormEpsilon, "keras.applications VGG");
     }
 
-    static int Int(Group g) => int.Parse(g.Value, CultureInfo.InvariantCulture);
+    /// <summary>A layer number from a name; absurd ones (beyond any network) become <see cref="MaxLayerNumber"/>, which the plausibility checks refuse.</summary>
+    static int Int(Group g) => int.TryParse(g.Value, NumberStyles.None, CultureInfo.InvariantCulture, out int v) ? Math.Min(v, MaxLayerNumber) : MaxLayerNumber;
+
+    const int MaxLayerNumber = 1_000_000;
 
     /// <summary>Collects converted tensors; disposes them on failure.</summary>
     sealed class Builder(string path)
@@ -231,16 +238,19 @@ internal static class KerasKeyMap
             foreach (var (name, value, _) in layer.Weights) Add($"{layer.Name}/{name}", value.alias());
         }
 
-        public void Conv(KerasLayer layer, string prefix, bool biasAllowed)
+        /// <summary>Adds a Conv2D layer; returns its output channels.</summary>
+        public int Conv(KerasLayer layer, string prefix, bool biasAllowed)
         {
             var kernel = Find(layer, "kernel", 0);
             if (kernel.dim() != 4) throw new WeightFileException(path, $"layer '{layer.Name}' has a {kernel.dim()}-D kernel; a Conv2D kernel is 4-D (HWIO).");
+            int outChannels = (int)kernel.shape[3];
             Add(prefix + ".weight", kernel.permute(3, 2, 0, 1).contiguous());
             if (TryFind(layer, "bias", 1) is { } bias)
             {
                 if (!biasAllowed) _notes.Add($"layer '{layer.Name}' has a bias, which the torchvision layout has no place for");
                 Add(prefix + ".bias", bias.clone());
             }
+            return outChannels;
         }
 
         public void BatchNorm(KerasLayer layer, string prefix)
@@ -254,10 +264,17 @@ internal static class KerasKeyMap
             Add(prefix + ".num_batches_tracked", tensor(0L));
         }
 
-        public void Dense(KerasLayer layer, string prefix, Func<Tensor, Tensor>? kernelToWeight = null)
+        /// <summary>A Dense layer's kernel (inputs × outputs), checked to be 2-D.</summary>
+        public Tensor DenseKernel(KerasLayer layer)
         {
             var kernel = Find(layer, "kernel", 0);
             if (kernel.dim() != 2) throw new WeightFileException(path, $"layer '{layer.Name}' has a {kernel.dim()}-D kernel; a Dense kernel is 2-D.");
+            return kernel;
+        }
+
+        public void Dense(KerasLayer layer, string prefix, Func<Tensor, Tensor>? kernelToWeight = null)
+        {
+            var kernel = DenseKernel(layer);
             Add(prefix + ".weight", kernelToWeight is null ? kernel.t().contiguous() : kernelToWeight(kernel).contiguous());
             if (TryFind(layer, "bias", 1) is { } bias) Add(prefix + ".bias", bias.clone());
         }

@@ -383,6 +383,12 @@ internal static class OnnxReader
             }
         }
         if (dims.Any(d => d < 0)) throw new WeightFileException(source, $"tensor '{name}' has a negative dimension.");
+        // Every consumer multiplies the dims (element counts, byte lengths, tensor allocation): they must fit a long.
+        if (dims.Count > 32) throw new WeightFileException(source, $"tensor '{name}' has {dims.Count} dimensions.");
+        long elements = 1;
+        foreach (var d in dims)
+            if (d != 0 && elements > long.MaxValue / 16 / d) throw new WeightFileException(source, $"tensor '{name}' has an impossibly large shape [{string.Join(", ", dims)}].");
+            else elements *= d;
         if (floats.Count > 0) typedParts.Add(floats.ToArray());
         if (raw is null && typedParts.Count > 0)
             typed = typedParts.Count == 1 ? typedParts[0] : typedParts.SelectMany(p => p.ToArray()).ToArray();

@@ -65,12 +65,21 @@ internal static class PyTorchCheckpoint
 
     // ---- zip format ---------------------------------------------------------------------------------------------
 
+    /// <summary>Largest expansion of a deflated entry (deflate's limit is about 1032:1); a larger claim is a zip bomb or corruption.</summary>
+    const long MaxDeflateRatio = 1100;
+
     static PyTorchStateDict ReadZip(Stream stream, string path)
     {
-        ZipArchive zip;
-        try { zip = new ZipArchive(stream, ZipArchiveMode.Read, leaveOpen: true); }
+        // .NET's zip reader reports a corrupt archive (bad headers, CRC mismatch, unknown compression method) while
+        // entries are listed, opened or read: all of it is the file's fault.
+        try { return ReadZipArchive(stream, path); }
         catch (InvalidDataException e) { throw new WeightFileException(path, $"the zip structure is invalid ({e.Message}).", e); }
-        using (zip)
+        catch (NotSupportedException e) { throw new WeightFileException(path, $"the zip uses a feature that cannot be read ({e.Message}).", e); }
+    }
+
+    static PyTorchStateDict ReadZipArchive(Stream stream, string path)
+    {
+        using (var zip = new ZipArchive(stream, ZipArchiveMode.Read, leaveOpen: true))
         {
             var entries = new Dictionary<string, ZipArchiveEntry>(StringComparer.Ordinal);
             foreach (var e in zip.Entries)
@@ -96,12 +105,14 @@ internal static class PyTorchCheckpoint
 
             if (entries.TryGetValue(prefix + "byteorder", out var byteorder))
             {
+                var buffer = new char[16]; // "little" or "big": never read a (possibly huge) entry whole
                 using var r = new StreamReader(byteorder.Open());
-                var order = r.ReadToEnd().Trim();
+                var order = new string(buffer, 0, r.ReadBlock(buffer)).Trim();
                 if (order != "little") throw new WeightFileException(path, $"the tensors were saved with byte order '{order}'; only little-endian files are supported.");
             }
 
             var pickleEntry = entries[pickles[0]];
+            CheckDeclaredSize(pickleEntry, stream.Length, path);
             if (pickleEntry.Length > MaxPickleBytes)
                 throw new WeightFileException(path, $"its data.pkl is {pickleEntry.Length:N0} bytes, more than the {MaxPickleBytes:N0} allowed for a state dict's pickle.");
             var pickle = ReadEntry(pickleEntry, (int)pickleEntry.Length, path);
@@ -120,6 +131,7 @@ internal static class PyTorchCheckpoint
                 if (!entries.TryGetValue(prefix + "data/" + storage.Key, out var entry))
                     throw new WeightFileException(path, $"storage '{storage.Key}' has no entry '{prefix}data/{storage.Key}' in the zip; the file is incomplete.");
                 long bytes = CheckedBytes(storage, path);
+                CheckDeclaredSize(entry, stream.Length, path);
                 if (entry.Length < bytes)
                     throw new WeightFileException(path, $"storage '{storage.Key}' needs {bytes:N0} bytes but its entry has {entry.Length:N0}; the file is truncated or corrupt.");
                 storages[storage.Key] = storage;
@@ -134,9 +146,6 @@ internal static class PyTorchCheckpoint
                 {
                     if (loaded.TryGetValue(s.Key, out var t)) return t;
                     var entry = entries[prefix + "data/" + s.Key];
-                    // Plausibility before allocating: a deflated entry cannot expand more than ~1032:1.
-                    if (entry.CompressedLength > 0 && entry.Length > entry.CompressedLength * 1100L + 4096)
-                        throw new WeightFileException(path, $"storage '{s.Key}' declares {entry.Length:N0} bytes from {entry.CompressedLength:N0} compressed bytes; refusing the file.");
                     t = empty([s.ElementCount], ToScalarType(s.DType), CPU);
                     loaded[s.Key] = t;
                     using var es = entry.Open();
@@ -151,6 +160,19 @@ internal static class PyTorchCheckpoint
                 foreach (var t in loaded.Values) t.Dispose();
             }
         }
+    }
+
+    /// <summary>
+    /// Plausibility of an entry's declared sizes before anything is allocated from them: its compressed bytes lie in the
+    /// file, and it expands no more than deflate can. The pickle's declared storage sizes then cap what is read (never
+    /// more than a storage needs), so a zip bomb costs at most the tensors the pickle declares.
+    /// </summary>
+    static void CheckDeclaredSize(ZipArchiveEntry entry, long fileLength, string path)
+    {
+        if (entry.CompressedLength > fileLength)
+            throw new WeightFileException(path, $"the zip entry '{entry.FullName}' declares {entry.CompressedLength:N0} compressed bytes in a {fileLength:N0}-byte file; it is corrupt.");
+        if (entry.Length > entry.CompressedLength * MaxDeflateRatio + 4096)
+            throw new WeightFileException(path, $"the zip entry '{entry.FullName}' declares {entry.Length:N0} bytes from {entry.CompressedLength:N0} compressed bytes, more than compression can give (a zip bomb or corruption); refusing the file.");
     }
 
     /// <summary>True for an entry name that is absolute, has a drive, a backslash or a '..' component.</summary>
@@ -249,8 +271,10 @@ internal static class PyTorchCheckpoint
             // those the state dict does not use (an optimizer's, say) are skipped.
             stream.Position = pos;
             Span<byte> sizeBytes = stackalloc byte[8];
+            var listed = new HashSet<string>(StringComparer.Ordinal);
             foreach (string key in keys.Cast<string>())
             {
+                if (!listed.Add(key)) throw new WeightFileException(path, $"the legacy file lists storage '{key}' twice.");
                 if (!storages.TryGetValue(key, out var s))
                     throw new WeightFileException(path, $"the legacy file lists storage '{key}', which no tensor refers to; its element size is unknown.");
                 if (stream.ReadAtLeast(sizeBytes, 8, throwOnEndOfStream: false) < 8)

@@ -18,15 +18,38 @@ internal sealed class PyNone
 }
 
 /// <summary>An immutable Python tuple, compared by value (so it can be a dictionary key).</summary>
-internal sealed class PyTuple(object?[] items) : IEquatable<PyTuple>
+/// <remarks>
+/// Equality, hashing and <see cref="ToString"/> recurse into nested tuples, so the unpickler bounds <see cref="Depth"/>
+/// (a pickle of a million nested tuples would otherwise overflow the stack) and only small tuples may be dict keys.
+/// </remarks>
+internal sealed class PyTuple : IEquatable<PyTuple>
 {
-    public object?[] Items { get; } = items;
+    int? _hash;
+
+    public PyTuple(object?[] items)
+    {
+        Items = items;
+        foreach (var i in items)
+            if (i is PyTuple t)
+            {
+                Depth = Math.Max(Depth, t.Depth + 1);
+                Size = t.Size > long.MaxValue - Size ? long.MaxValue : Size + t.Size; // shared sub-tuples can make it astronomic
+            }
+        Size = Size > long.MaxValue - items.Length ? long.MaxValue : Size + items.Length;
+    }
+
+    public object?[] Items { get; }
     public int Count => Items.Length;
     public object? this[int i] => Items[i];
-    public bool Equals(PyTuple? other) => other is not null && Items.Length == other.Items.Length && Items.Zip(other.Items).All(p => Equals(p.First, p.Second));
+    /// <summary>Levels of tuples inside this one (0: no nested tuple).</summary>
+    public int Depth { get; }
+    /// <summary>Items in this tuple and its nested tuples: the cost of comparing or hashing it.</summary>
+    public long Size { get; }
+    public bool Equals(PyTuple? other) => other is not null && (ReferenceEquals(this, other)
+        || (Items.Length == other.Items.Length && GetHashCode() == other.GetHashCode() && Items.Zip(other.Items).All(p => Equals(p.First, p.Second))));
     public override bool Equals(object? obj) => obj is PyTuple t && Equals(t);
-    public override int GetHashCode() => Items.Aggregate(17, (h, i) => h * 31 + (i?.GetHashCode() ?? 0));
-    public override string ToString() => "(" + string.Join(", ", Items.Select(i => i?.ToString() ?? "None")) + ")";
+    public override int GetHashCode() => _hash ??= Items.Aggregate(17, (h, i) => h * 31 + (i?.GetHashCode() ?? 0));
+    public override string ToString() => Size > 64 ? $"tuple({Count} items)" : "(" + string.Join(", ", Items.Select(i => i?.ToString() ?? "None")) + ")";
 }
 
 /// <summary>A Python dict or OrderedDict: insertion-ordered.</summary>
@@ -76,15 +99,29 @@ internal enum PyTorchDType { Float32, Float64, Float16, BFloat16, Int64, Int32, 
 /// built, naming the global.
 /// </para>
 /// <para>
-/// Allocations are bounded: the input is a byte array already in memory; every length prefix is checked against the
-/// bytes left; the memo, stack and container sizes have caps; integers wider than 64 bytes are refused.
+/// Allocations and time are bounded by the pickle's size: the input is a byte array already in memory; every length
+/// prefix is checked against the bytes left; text fields and integers have length caps; the memo, stack and marks have
+/// caps; tuples nest at most <see cref="MaxNesting"/> deep (equality and hashing recurse); and every operation that
+/// copies or walks a container is charged to a work budget proportional to the pickle's length, so that a small pickle
+/// reusing a memoized container a million times ("billion laughs") is refused instead of running for hours.
 /// </para>
 /// </remarks>
 internal sealed class RestrictedUnpickler
 {
-    public const int MaxMemoEntries = 10_000_000;
-    public const int MaxStackDepth = 10_000_000;
+    /// <summary>A ResNet-152 state dict's pickle memoizes a few thousand objects; a million is far beyond any real file.</summary>
+    public const int MaxMemoEntries = 1_000_000;
+    public const int MaxStackDepth = 1_000_000;
+    /// <summary>Tuples inside tuples: a state dict nests three or four deep.</summary>
+    public const int MaxNesting = 64;
+    /// <summary>Items of a tuple used as a dict key or set item (equality and hashing walk them).</summary>
+    public const int MaxKeyTupleSize = 64;
     const int MaxLongBytes = 64;
+    /// <summary>Container items copied or walked per byte of pickle: each item of a real pickle was pushed by an opcode of at least one byte.</summary>
+    const long WorkPerByte = 8;
+    /// <summary>Longest text line holding a number (protocol 0's INT, LONG, FLOAT, PUT, GET).</summary>
+    const int MaxNumberLine = 256;
+    /// <summary>Longest text line holding a module or global name.</summary>
+    const int MaxNameLine = 1024;
 
     readonly byte[] _data;
     int _pos;
@@ -93,6 +130,8 @@ internal sealed class RestrictedUnpickler
     readonly List<object?> _stack = new();
     readonly Stack<int> _marks = new();
     readonly Dictionary<long, object?> _memo = new();
+    readonly long _workBudget;
+    long _work;
 
     /// <param name="data">The pickle bytes.</param>
     /// <param name="start">Where the pickle starts (several pickles can follow each other, as in PyTorch's legacy format).</param>
@@ -104,6 +143,7 @@ internal sealed class RestrictedUnpickler
         _pos = start;
         _source = source;
         _persistentLoad = persistentLoad;
+        _workBudget = WorkPerByte * (data.Length - start) + 1_000_000;
     }
 
     /// <summary>Offset just past the last STOP read.</summary>
@@ -150,28 +190,28 @@ internal sealed class RestrictedUnpickler
             switch (op)
             {
                 case 0x80: ReadByte(); break;                                  // PROTO
-                case 0x95: ReadBytes(8); break;                                // FRAME (length only; we read linearly)
+                case 0x95: ReadLength(8); break;                               // FRAME: its length must lie in the data; then read linearly
                 case (byte)'.': return Pop();                                  // STOP
-                case (byte)'(': _marks.Push(_stack.Count); break;             // MARK
+                case (byte)'(': if (_marks.Count >= MaxStackDepth) throw Error("the pickle sets more MARKs than allowed."); _marks.Push(_stack.Count); break; // MARK
                 case (byte)'0': if (_marks.Count > 0 && _stack.Count == _marks.Peek()) _marks.Pop(); else Pop(); break; // POP (of an empty frame: its MARK)
                 case (byte)'1': PopMark(); break;                              // POP_MARK
                 case (byte)'2': Push(Peek()); break;                           // DUP
                 case (byte)'N': Push(null); break;
                 case 0x88: Push(true); break;
                 case 0x89: Push(false); break;
-                case (byte)'I': Push(ParseIntLine(ReadLine())); break;
-                case (byte)'L': Push(ParseLongLine(ReadLine())); break;
-                case (byte)'F': Push(double.Parse(ReadLine(), NumberStyles.Float, CultureInfo.InvariantCulture)); break;
+                case (byte)'I': Push(ParseIntLine(ReadLine(MaxNumberLine))); break;
+                case (byte)'L': Push(ParseLongLine(ReadLine(MaxNumberLine))); break;
+                case (byte)'F': Push(ParseFloatLine(ReadLine(MaxNumberLine))); break;
                 case (byte)'J': Push((long)BinaryPrimitives.ReadInt32LittleEndian(ReadBytes(4))); break;
                 case (byte)'K': Push((long)ReadByte()); break;
                 case (byte)'M': Push((long)BinaryPrimitives.ReadUInt16LittleEndian(ReadBytes(2))); break;
                 case 0x8a: Push(ReadLong(ReadByte())); break;                  // LONG1
                 case 0x8b: Push(ReadLong(ReadLength(4))); break;               // LONG4
                 case (byte)'G': Push(BinaryPrimitives.ReadDoubleBigEndian(ReadBytes(8))); break;
-                case (byte)'S': Push(ParseQuotedString(ReadLine())); break;    // STRING (protocol 0)
+                case (byte)'S': Push(ParseQuotedString(ReadLine(int.MaxValue))); break; // STRING (protocol 0)
                 case (byte)'T': Push(Latin1(ReadBytes(ReadLength(4)))); break; // BINSTRING
                 case (byte)'U': Push(Latin1(ReadBytes(ReadByte()))); break;    // SHORT_BINSTRING
-                case (byte)'V': Push(ParseRawUnicodeEscape(ReadLine())); break; // UNICODE (protocol 0)
+                case (byte)'V': Push(UnescapePython(ReadLine(int.MaxValue))); break; // UNICODE (protocol 0)
                 case (byte)'X': Push(Utf8(ReadBytes(ReadLength(4)))); break;   // BINUNICODE
                 case 0x8c: Push(Utf8(ReadBytes(ReadByte()))); break;           // SHORT_BINUNICODE
                 case 0x8d: Push(Utf8(ReadBytes(ReadLength(8)))); break;        // BINUNICODE8
@@ -179,11 +219,11 @@ internal sealed class RestrictedUnpickler
                 case (byte)'C': Push(ReadBytes(ReadByte()).ToArray()); break;  // SHORT_BINBYTES
                 case 0x8e: Push(ReadBytes(ReadLength(8)).ToArray()); break;    // BINBYTES8
                 case 0x96: Push(ReadBytes(ReadLength(8)).ToArray()); break;    // BYTEARRAY8
-                case (byte)')': Push(new PyTuple([])); break;
-                case (byte)'t': Push(new PyTuple(PopMark().ToArray())); break;
-                case 0x85: { var a = Pop(); Push(new PyTuple([a])); break; }
-                case 0x86: { var b = Pop(); var a = Pop(); Push(new PyTuple([a, b])); break; }
-                case 0x87: { var c = Pop(); var b = Pop(); var a = Pop(); Push(new PyTuple([a, b, c])); break; }
+                case (byte)')': Push(Tuple([])); break;
+                case (byte)'t': Push(Tuple(PopMark().ToArray())); break;
+                case 0x85: { var a = Pop(); Push(Tuple([a])); break; }
+                case 0x86: { var b = Pop(); var a = Pop(); Push(Tuple([a, b])); break; }
+                case 0x87: { var c = Pop(); var b = Pop(); var a = Pop(); Push(Tuple([a, b, c])); break; }
                 case (byte)']': Push(new List<object?>()); break;
                 case (byte)'l': Push(PopMark()); break;
                 case (byte)'a': { var v = Pop(); AsList(Peek()).Add(v); break; }
@@ -195,21 +235,21 @@ internal sealed class RestrictedUnpickler
                 case 0x8f: Push(new PySet()); break;                           // EMPTY_SET
                 case 0x90: { var items = PopMark(); AddToSet(Peek(), items); break; } // ADDITEMS
                 case 0x91: { var s = new PySet(); AddToSet(s, PopMark()); Push(s); break; } // FROZENSET
-                case (byte)'c': { var module = ReadLine(); var name = ReadLine(); Push(ResolveGlobal(module, name)); break; }
+                case (byte)'c': { var module = ReadLine(MaxNameLine); var name = ReadLine(MaxNameLine); Push(ResolveGlobal(module, name)); break; }
                 case 0x93: { var name = Pop() as string; var module = Pop() as string; if (module is null || name is null) throw Error("STACK_GLOBAL needs two strings."); Push(ResolveGlobal(module, name)); break; }
                 case (byte)'R': { var args = Pop(); var callable = Pop(); Push(Call(callable, args)); break; }   // REDUCE
                 case 0x81: { var args = Pop(); var cls = Pop(); Push(Call(cls, args)); break; }                   // NEWOBJ
                 case 0x92: { Pop(); var args = Pop(); var cls = Pop(); Push(Call(cls, args)); break; }           // NEWOBJ_EX (kwargs ignored)
-                case (byte)'i': { var module = ReadLine(); var name = ReadLine(); var args = PopMark(); Push(Call(ResolveGlobal(module, name), new PyTuple(args.ToArray()))); break; } // INST
-                case (byte)'o': { var items = PopMark(); if (items.Count == 0) throw Error("OBJ without a class."); Push(Call(items[0], new PyTuple(items.Skip(1).ToArray()))); break; } // OBJ
+                case (byte)'i': { var module = ReadLine(MaxNameLine); var name = ReadLine(MaxNameLine); var args = PopMark(); Push(Call(ResolveGlobal(module, name), Tuple(args.ToArray()))); break; } // INST
+                case (byte)'o': { var items = PopMark(); if (items.Count == 0) throw Error("OBJ without a class."); Push(Call(items[0], Tuple(items.Skip(1).ToArray()))); break; } // OBJ
                 case (byte)'b': { var state = Pop(); Build(Peek(), state); break; }    // BUILD
-                case (byte)'P': Push(_persistentLoad(ReadLine())); break;       // PERSID
+                case (byte)'P': Push(_persistentLoad(ReadLine(MaxNameLine))); break; // PERSID
                 case (byte)'Q': Push(_persistentLoad(Pop())); break;            // BINPERSID
-                case (byte)'p': Memo(long.Parse(ReadLine(), CultureInfo.InvariantCulture)); break; // PUT
+                case (byte)'p': Memo(ParseIndexLine(ReadLine(MaxNumberLine))); break; // PUT
                 case (byte)'q': Memo(ReadByte()); break;                        // BINPUT
                 case (byte)'r': Memo(BinaryPrimitives.ReadUInt32LittleEndian(ReadBytes(4))); break; // LONG_BINPUT
                 case 0x94: Memo(_memo.Count); break;                            // MEMOIZE
-                case (byte)'g': Push(Recall(long.Parse(ReadLine(), CultureInfo.InvariantCulture))); break; // GET
+                case (byte)'g': Push(Recall(ParseIndexLine(ReadLine(MaxNumberLine)))); break; // GET
                 case (byte)'h': Push(Recall(ReadByte())); break;                // BINGET
                 case (byte)'j': Push(Recall(BinaryPrimitives.ReadUInt32LittleEndian(ReadBytes(4)))); break; // LONG_BINGET
                 case 0x82 or 0x83 or 0x84:
@@ -240,13 +280,14 @@ internal sealed class RestrictedUnpickler
     {
         if (callable is not PyGlobal g) throw Error($"the pickle calls a {Describe(callable)}, which is not callable here.");
         if (argsObject is not PyTuple args) throw Error($"the arguments to {g.FullName} are a {Describe(argsObject)}, not a tuple.");
+        Charge(args.Count);
         switch (g.FullName)
         {
             case "collections.OrderedDict":
             {
                 var d = new PyDict();
                 if (args.Count == 1 && args[0] is List<object?> pairs)
-                    foreach (var p in pairs)
+                    foreach (var p in Charged(pairs))
                         if (p is PyTuple { Count: 2 } kv) SetItem(d, kv[0], kv[1]);
                         else throw Error("OrderedDict(...) given something other than (key, value) pairs.");
                 else if (args.Count != 0) throw Error("OrderedDict(...) called with unexpected arguments.");
@@ -277,12 +318,15 @@ internal sealed class RestrictedUnpickler
             case "torch.Size":
                 return args.Count == 1 && args[0] is PyTuple dims ? dims : args.Count == 0 ? new PyTuple([]) : throw Error("torch.Size(...) called with unexpected arguments.");
             case "torch.device":
-                return string.Join(":", args.Items.Select(a => a?.ToString()));
+                return args.Count <= 2 && args.Items.All(a => a is string or long)
+                    ? string.Join(":", args.Items.Select(a => a?.ToString()))
+                    : throw Error("torch.device(...) called with unexpected arguments.");
             case "_codecs.encode":
             {
                 // protocol 2 writes Python 3 bytes as _codecs.encode(text, 'latin1').
                 if (args.Count != 2 || args[0] is not string text || args[1] is not string encoding)
                     throw Error("_codecs.encode(...) called with unexpected arguments.");
+                Charge(text.Length);
                 return encoding.Replace("-", "").Equals("latin1", StringComparison.OrdinalIgnoreCase)
                     || encoding.Replace("-", "").Equals("iso88591", StringComparison.OrdinalIgnoreCase)
                     ? Encoding.Latin1.GetBytes(text)
@@ -312,6 +356,10 @@ internal sealed class RestrictedUnpickler
         catch (OverflowException) { throw Error($"a tensor has an impossibly large shape [{string.Join(", ", size)}]."); }
         if (elements > 0 && lastIndex >= storage.ElementCount)
             throw Error($"a tensor of shape [{string.Join(", ", size)}] (offset {offset}, stride [{string.Join(", ", stride)}]) reaches element {lastIndex} of storage '{storage.Key}', which has {storage.ElementCount} elements.");
+        // Stride-0 (broadcast) dimensions would let a 3-element storage describe a tensor of billions of elements, which
+        // loading copies out: a state dict's tensor never has more elements than its storage.
+        if (elements > Math.Max(storage.ElementCount, 1))
+            throw Error($"a tensor of shape [{string.Join(", ", size)}] (stride [{string.Join(", ", stride)}]) has {elements:N0} elements but its storage '{storage.Key}' only {storage.ElementCount:N0}.");
         return new TensorRef(storage, offset, size, stride);
     }
 
@@ -334,6 +382,13 @@ internal sealed class RestrictedUnpickler
     List<object?> AsList(object? o) => o as List<object?> ?? throw Error($"APPEND to a {Describe(o)}, not a list.");
     PyDict AsDict(object? o) => o as PyDict ?? throw Error($"SETITEM on a {Describe(o)}, not a dict.");
 
+    PyTuple Tuple(object?[] items)
+    {
+        var t = new PyTuple(items);
+        if (t.Depth > MaxNesting) throw Error($"the pickle nests tuples more than {MaxNesting} deep; a state dict never does.");
+        return t;
+    }
+
     void SetItems(PyDict d, List<object?> items)
     {
         if (items.Count % 2 != 0) throw Error("a dict is built from an odd number of items.");
@@ -342,9 +397,7 @@ internal sealed class RestrictedUnpickler
 
     void SetItem(PyDict d, object? key, object? value)
     {
-        var k = key ?? PyNone.Value;
-        if (k is not (string or long or bool or double or PyTuple or PyNone or BigInteger))
-            throw Error($"a dict key is a {Describe(key)}, which is not hashable here.");
+        var k = Hashable(key, "a dict key");
         d.Items[k] = value;
     }
 
@@ -352,7 +405,32 @@ internal sealed class RestrictedUnpickler
     {
         if (target is not PySet set) throw Error($"ADDITEMS to a {Describe(target)}, not a set.");
         foreach (var i in items)
-            set.Items.Add(i ?? PyNone.Value);
+            set.Items.Add(Hashable(i, "a set item"));
+    }
+
+    /// <summary>A value usable as a dict key or set item: immutable, and (for tuples) cheap to hash and compare.</summary>
+    object Hashable(object? value, string what)
+    {
+        var k = value ?? PyNone.Value;
+        if (k is not (string or long or bool or double or PyTuple or PyNone or BigInteger))
+            throw Error($"{what} is a {Describe(value)}, which is not hashable here.");
+        if (k is PyTuple { Size: > MaxKeyTupleSize } t)
+            throw Error($"{what} is a tuple of {t.Size:N0} items; a state dict's keys are names.");
+        return k;
+    }
+
+    /// <summary>Counts work done on containers against the budget (see the class remarks).</summary>
+    void Charge(long items)
+    {
+        _work += items;
+        if (_work > _workBudget)
+            throw Error($"the pickle makes the reader copy or walk more than {_workBudget:N0} items, out of proportion to its {_data.Length:N0} bytes (containers reused many times); refusing it.");
+    }
+
+    List<object?> Charged(List<object?> items)
+    {
+        Charge(items.Count);
+        return items;
     }
 
     // ---- stack and memo -----------------------------------------------------------------------------------------
@@ -377,6 +455,7 @@ internal sealed class RestrictedUnpickler
     {
         if (_marks.Count == 0) throw Error("the pickle uses a MARK that was never set; it is corrupt.");
         int mark = _marks.Pop();
+        Charge(_stack.Count - mark);
         var items = _stack.GetRange(mark, _stack.Count - mark);
         _stack.RemoveRange(mark, _stack.Count - mark);
         return items;
@@ -420,10 +499,16 @@ internal sealed class RestrictedUnpickler
         return n;
     }
 
-    string ReadLine()
+    /// <summary>A protocol-0 text field up to its newline, of at most <paramref name="maxLength"/> bytes.</summary>
+    string ReadLine(int maxLength)
     {
-        int end = Array.IndexOf(_data, (byte)'\n', _pos);
-        if (end < 0) throw Truncated("the pickle ends inside a text field; the file is truncated.");
+        int window = (int)Math.Min(_data.Length - _pos, (long)maxLength + 2); // + "\r\n"
+        int end = Array.IndexOf(_data, (byte)'\n', _pos, window);
+        if (end < 0)
+        {
+            if (window < maxLength + 2L) throw Truncated("the pickle ends inside a text field; the file is truncated.");
+            throw Error($"the pickle has a text field longer than {maxLength:N0} bytes where a number or a name belongs; it is corrupt.");
+        }
         var s = Encoding.UTF8.GetString(_data, _pos, end - _pos);
         _pos = end + 1;
         return s.EndsWith('\r') ? s[..^1] : s;
@@ -438,18 +523,31 @@ internal sealed class RestrictedUnpickler
         return big >= long.MinValue && big <= long.MaxValue ? (long)big : big;
     }
 
-    static object ParseIntLine(string s) => s switch
+    object ParseIntLine(string s) => s switch
     {
         "00" => false,
         "01" => true,
         _ => ParseLongLine(s),
     };
 
-    static object ParseLongLine(string s)
+    object ParseLongLine(string s)
     {
-        s = s.TrimEnd('L');
-        var big = BigInteger.Parse(s, CultureInfo.InvariantCulture);
+        if (!BigInteger.TryParse(s.TrimEnd('L'), NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var big))
+            throw Error($"the pickle has the text '{Clip(s)}' where an integer belongs; it is corrupt.");
         return big >= long.MinValue && big <= long.MaxValue ? (long)big : big;
+    }
+
+    double ParseFloatLine(string s) => double.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out var d) ? d
+        : throw Error($"the pickle has the text '{Clip(s)}' where a float belongs; it is corrupt.");
+
+    long ParseIndexLine(string s) => long.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out var i) ? i
+        : throw Error($"the pickle has the text '{Clip(s)}' where a memo index belongs; it is corrupt.");
+
+    /// <summary>Text from the file, shortened and with control characters escaped, for an error message.</summary>
+    static string Clip(string s)
+    {
+        var shown = s.Length > 40 ? s[..40] + "…" : s;
+        return string.Concat(shown.Select(c => char.IsControl(c) ? $"\\x{(int)c:x2}" : c.ToString()));
     }
 
     string ParseQuotedString(string s)
@@ -458,9 +556,7 @@ internal sealed class RestrictedUnpickler
         return UnescapePython(s[1..^1]);
     }
 
-    static string ParseRawUnicodeEscape(string s) => UnescapePython(s);
-
-    static string UnescapePython(string s)
+    string UnescapePython(string s)
     {
         if (!s.Contains('\\')) return s;
         var sb = new StringBuilder(s.Length);
@@ -476,12 +572,15 @@ internal sealed class RestrictedUnpickler
                 case '\\': sb.Append('\\'); break;
                 case '\'': sb.Append('\''); break;
                 case '"': sb.Append('"'); break;
-                case 'x' when i + 2 < s.Length: sb.Append((char)Convert.ToInt32(s.Substring(i + 1, 2), 16)); i += 2; break;
-                case 'u' when i + 4 < s.Length: sb.Append((char)Convert.ToInt32(s.Substring(i + 1, 4), 16)); i += 4; break;
+                case 'x' when i + 2 < s.Length: sb.Append(Hex(s.Substring(i + 1, 2))); i += 2; break;
+                case 'u' when i + 4 < s.Length: sb.Append(Hex(s.Substring(i + 1, 4))); i += 4; break;
                 default: sb.Append('\\').Append(c); break;
             }
         }
         return sb.ToString();
+
+        char Hex(string digits) => int.TryParse(digits, NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out int v) ? (char)v
+            : throw Error($"a protocol-0 string has the invalid escape '\\{Clip(digits)}'.");
     }
 
     static string Latin1(ReadOnlySpan<byte> b) => Encoding.Latin1.GetString(b);
@@ -496,7 +595,8 @@ internal sealed class RestrictedUnpickler
 
     long[] AsLongs(object? o, string what)
     {
-        var items = o switch { PyTuple t => t.Items, List<object?> l => l.ToArray(), _ => throw Error($"a tensor's {what} is a {Describe(o)}, not a tuple.") };
+        IReadOnlyList<object?> items = o switch { PyTuple t => t.Items, List<object?> l => l, _ => throw Error($"a tensor's {what} is a {Describe(o)}, not a tuple.") };
+        if (items.Count > 16) throw Error($"a tensor's {what} has {items.Count:N0} dimensions.");
         return items.Select(i => AsLong(i, what)).ToArray();
     }
 
