@@ -32,23 +32,17 @@ public static class Explanations
     }
 
     // Evidence gathered separately (see remarks): quoted, not re-measured, by every run.
-    const string FaultEvidence =
-        "Large steps are page-fault bound on both sides: glibc serves every block over 32 MiB (and, after a trim, smaller ones) with fresh mmap'd pages, "
-        + "so each step re-faults and zeroes its activations — densenet121 224² b32 training took 0.96 M (ours) and 1.7 M (PyTorch) minor faults per step, 4–7 GB of zeroed pages, "
-        + "and that cost moves with the kernel's memory state from run to run. With `mallopt(M_MMAP_MAX, 0)` and `mallopt(M_TRIM_THRESHOLD, int.MaxValue)` "
-        + "(PyTorch: the same via `GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=2147483647`) the faults disappear and the step drops "
-        + "from 8.1 to 5.8 s for us and from 9.0 to 5.1 s for PyTorch; the remaining 10–15% gap (forward and backward) is not isolated yet — our DenseNet and ResNet "
-        + "layers allocate a new tensor for every ReLU and residual add where torchvision works in place, the first candidate";
-    const string InferenceEvidence =
-        "Single kernels are not the cause: the convolutions of these networks' shapes (1×1, 3×3, strided, the 7×7 stem, 8 images) run within ±5% of PyTorch 1.13's, "
+    const string AllocatorEvidence =
+        "Our side runs with the library's glibc malloc tuning (Engine/NativeAllocator.cs; the trainers apply it, so does this runner): without it, large steps were "
+        + "page-fault bound on both sides — densenet121 224² b32 training took 0.96 M (ours) and 1.7 M (PyTorch) minor faults per step, and the step 8.1 s (ours) and 9.0 s (PyTorch); "
+        + "with it, 5.8 s (PyTorch with the same setting through GLIBC_TUNABLES: 5.1 s). That is why the 224² b32 rows favour us against PyTorch's defaults";
+    const string InPlaceEvidence =
+        "Single kernels are not the cause: the convolutions of these networks' shapes (1×1, 3×3, strided, the 7×7 stem) run within ±5% of PyTorch 1.13's, "
         + "and TorchSharp's per-call overhead is 1–2 µs (PyTorch: 1 µs) against milliseconds per layer; max-pooling is the exception, 25% slower in libtorch 2.10 "
-        + "(2.5 vs 2.0 ms for the ResNet/DenseNet stem at 64²). The gap is memory: resnet50 224² b8 inference took 57,600 minor page faults per step in our process "
-        + "against 35,700 in PyTorch's (our modules allocate a fresh tensor for each ReLU and residual add, which torchvision does in place, and glibc hands freed "
-        + "blocks back to the OS); `mallopt(M_MMAP_THRESHOLD, 32 MiB)` + `mallopt(M_TRIM_THRESHOLD, int.MaxValue)` cut that to 1,300 and the step from 509 to 437 ms "
-        + "(PyTorch: 445 ms)";
-    const string MemoryFix =
-        "have the library call libc's `mallopt` once before TorchSharp's first tensor (`M_MMAP_MAX` 0 and `M_TRIM_THRESHOLD` max for training; a process can also set "
-        + "`GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=2147483647`), and make ReLU and residual adds in-place as torchvision does";
+        + "(2.5 vs 2.0 ms for the ResNet/DenseNet stem at 64²). What remains is memory traffic: our modules allocate a fresh tensor for every ReLU and residual add, "
+        + "where torchvision works in place — one more allocation and one more full pass over each activation per layer, which shows most where layers are many and small "
+        + "(inference, DenseNet, 64²)";
+    const string InPlaceFix = "make the modules' ReLU and residual adds in place, as torchvision's are (autograd allows it after BatchNorm and convolutions)";
 
     public static string For(IReadOnlyList<CompareRow> rows)
     {
@@ -59,29 +53,30 @@ public static class Explanations
                 return "within this run's noise: the gap is under 10% and the two sides' interquartile ranges of step times overlap, so these rows are a tie, not a loss. "
                     + "A quieter machine and more timed steps would settle them.";
             case "train":
-                return PhaseSummary(rows) + " " + FaultEvidence + ". Fix: " + MemoryFix + ".";
+                return PhaseSummary(rows) + " " + AllocatorEvidence + ". " + InPlaceEvidence + ". Fix: " + InPlaceFix + ".";
             case "infer-Inference":
-                return InferenceEvidence + ". Fix: " + MemoryFix + "; for scoring, the library's ONNX Runtime path is faster still (see the ORT ÷ TorchSharp line below).";
+                return InPlaceEvidence + ". Fix: " + InPlaceFix + ". For scoring this gap does not apply: a saved model scores on ONNX Runtime, faster than both (rows with \"via ONNX Runtime\" and the ORT ÷ TorchSharp line below).";
             case "infer-Onnx":
                 return "ONNX Runtime's CPU provider is slower than PyTorch's oneDNN path for these shapes with 2 threads (it loses to our own TorchSharp rows too, see the ORT ÷ TorchSharp line below). "
                     + "Fix: keep TorchSharp for batch scoring here; ORT's advantage is deployment (no libtorch), not speed on this CPU.";
             case "pipeline":
-                return "measured per 500×375 JPEG on a quiet machine: SkiaSharp decode 1.9 ms, then `ImageTensors.ToResizedBytes` 2.3–2.5 ms — it copies every image to float, "
-                    + "composites alpha over white (0.5–0.6 ms, even for opaque JPEGs), gathers channels and resizes with an antialiased libtorch interpolate (0.6–0.9 ms) — "
-                    + "all on one thread in ML.NET's row cursor; PIL decodes and resizes uint8 in C, and DataLoader's workers run it in parallel. "
-                    + "Fix: skip compositing when the image is opaque, resize uint8 pixels (SkiaSharp) before making a tensor, and decode images in parallel "
-                    + "(a bounded Parallel.ForEach ahead of the batches). The trainer caches resized images, so this costs once per run, not once per epoch.";
+                return "our path decodes one image at a time on one thread in ML.NET's row cursor: `LoadImagesRobust` (SkiaSharp's codec, EXIF orientation, the decompression-bomb guard), "
+                    + "then `ImageTensors.ToResizedBytes` copies the pixels to float, composites alpha over white (even for opaque JPEGs), and resizes with libtorch's antialiased interpolate; "
+                    + "PIL decodes and resizes uint8 in C, and DataLoader's workers run it in parallel. "
+                    + "Fix: decode rows in parallel ahead of the cursor (bounded), resize uint8 pixels in SkiaSharp before making a tensor, and skip compositing for opaque images. "
+                    + "The trainer caches the resized images, so this is paid once per run, not once per epoch (see the pipeline-vs-training line below).";
             case "e2e":
-                return "the epoch includes decoding every image once, on one thread, before the first step (see the pipeline rows), while PyTorch overlaps decoding with training "
-                    + "in its DataLoader workers; the training part carries the memory overhead explained for the training rows. Fix: the pipeline and memory fixes above.";
+                return "before the first step our epoch decodes every image twice: the folder scan verifies each file by decoding it (in parallel, so that broken files are skipped "
+                    + "with a report before training), then the trainer decodes it again, on one thread, into its cache of resized images; PyTorch decodes lazily in two DataLoader workers "
+                    + "that overlap the training. Fix: keep the verified decode's result for the cache (one decode per image) and the pipeline fixes above.";
             case "load":
-                return Parts(r) + "The 94 MB of resnet50 weights sit Deflate-compressed inside ML.NET's .zip (7% smaller; `unzip -p` of that entry alone takes 0.6 s here), "
-                    + "are SHA-256-verified, and are loaded into a network that was first randomly initialised (about 155 ms for resnet50 — torchvision's constructor does that too). "
-                    + "Fix: write the weights entry uncompressed (ML.NET's repository writer chooses the compression; one more internal call in the persistence bridge), "
-                    + "and build the network without initialisation when weights follow.";
+                return Parts(r) + "Our load reads the .zip (the network stored once as a Deflate-compressed ONNX graph with unfolded BatchNorm, 94 MB for resnet50) and creates an "
+                    + "ONNX Runtime session with all graph optimisations, which folds the BatchNorms and rewrites the graph at every load; PyTorch's is `torch.load` of a .pth "
+                    + "and `load_state_dict` into a freshly built torchvision model. The split between reading and session creation was not measured in this run. "
+                    + "Fix: keep the ORT-optimised graph (SessionOptions.OptimizedModelFilePath) beside the stored one, or cache it on first load, and store the entry uncompressed.";
             case "fresh":
-                return Parts(r) + "Besides the load above, a fresh .NET process pays runtime start-up, JIT of ML.NET, TorchSharp and our code, and loading libtorch (a 460 MB libtorch_cpu.so); "
-                    + "Python's start-up imports precompiled bytecode. Fix: ReadyToRun (or Native AOT for the CLI) and the load fixes above.";
+                return Parts(r) + "Besides the load above, a fresh .NET process pays runtime start-up and JIT of ML.NET, ONNX Runtime's managed API and our code "
+                    + "(libtorch is not loaded: the saved model scores on ONNX Runtime); Python's start-up imports precompiled bytecode. Fix: ReadyToRun (or Native AOT for the CLI) and the load fixes above.";
             default:
                 return "slower than PyTorch here; no specific cause established.";
         }
@@ -119,8 +114,10 @@ public static class Explanations
     {
         foreach (var size in report.Rows.Where(r => r.Kind == RowKind.Pipeline).Select(r => r.ImageSize).Distinct())
         {
-            var ours = report.Rows.Where(r => r.Kind == RowKind.Pipeline && r.ImageSize == size && r.OurResult is not null).Select(r => r.OurResult!.Value).DefaultIfEmpty().Max();
-            var theirs = report.Rows.Where(r => r.Kind == RowKind.Pipeline && r.ImageSize == size && r.TheirResult is not null)
+            // Decoding rows only: the augmentation row reads the trainer's decoded cache, not the JPEG folder.
+            static bool Decodes(CompareRow r) => r.Kind == RowKind.Pipeline && !r.Name.StartsWith("Augment", StringComparison.Ordinal);
+            var ours = report.Rows.Where(r => Decodes(r) && r.ImageSize == size && r.OurResult is not null).Select(r => r.OurResult!.Value).DefaultIfEmpty().Max();
+            var theirs = report.Rows.Where(r => Decodes(r) && r.ImageSize == size && r.TheirResult is not null)
                 .Select(r => (r.TheirSetup, r.TheirResult!.Value)).ToList();
             var consumers = report.Rows.Where(r => r.Kind == RowKind.Train && r.ImageSize == size && r.OurResult is not null)
                 .GroupBy(r => r.Architecture).Select(g => (Arch: g.Key, Rate: g.Max(r => r.OurResult!.Value))).ToList();

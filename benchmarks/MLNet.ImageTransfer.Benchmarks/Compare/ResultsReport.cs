@@ -133,7 +133,7 @@ public sealed record ResultsReport
             + "(ours, PyTorch, PyTorch, ours, …) so that both sample the same stretch of machine time; the table shows images per second at the **median** step. "
             + "Training step = train mode, forward, cross-entropy, backward, Adam (lr 1e-4) step + zero_grad on a fixed random batch, 10 classes; inference = eval mode, no_grad, forward. "
             + "Models: ours are the library's TorchSharp modules, PyTorch's are torchvision's classes (same layers and state_dict keys).");
-        sb.AppendLine($"- Data: {Dataset}. Pipeline rows: ours = ML.NET `LoadImages` + the library's `torchvision` preset geometry (resize shorter side to size/0.875, centre crop) "
+        sb.AppendLine($"- Data: {Dataset}. Pipeline rows: ours = the library's `LoadImagesRobust` (ML.NET image column, SkiaSharp decode) + its `torchvision` preset geometry (resize shorter side to size/0.875, centre crop) "
             + "cached as uint8 (what the trainer does once), then batches stacked and normalised; PyTorch = `torchvision.datasets.ImageFolder` with `Resize`, `CenterCrop`, `ToTensor`, `Normalize` "
             + "through a `DataLoader` (batch 32). One untimed pass, then the median pass.");
         sb.AppendLine("- End-to-end rows: one epoch from the JPEG folder, model construction included, no validation; ours = `ImageClassificationWorkflow.TrainFromFolder` (what `train --data DIR` runs), "
@@ -154,7 +154,7 @@ public sealed record ResultsReport
         sb.AppendLine("Reproduce (Debian 12, .NET 10 SDK, `apt-get install python3-torch python3-torchvision`):");
         sb.AppendLine();
         sb.AppendLine("```bash");
-        sb.AppendLine("dotnet run -c Release --project benchmarks/MLNet.ImageTransfer.Benchmarks -- compare           # this table (about 25 min on 2 cores)");
+        sb.AppendLine("dotnet run -c Release --project benchmarks/MLNet.ImageTransfer.Benchmarks -- compare           # this table (about 30 min on 2 cores)");
         sb.AppendLine("dotnet run -c Release --project benchmarks/MLNet.ImageTransfer.Benchmarks -- compare --quick   # harness check (a few minutes)");
         sb.AppendLine("```");
         return sb.ToString();

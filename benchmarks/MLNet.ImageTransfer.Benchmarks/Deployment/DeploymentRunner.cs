@@ -47,7 +47,8 @@ public static class DeploymentRunner
         md.AppendLine($"Each cell ran in a fresh process: {threads} intra-op threads, the library's network with random weights (10 classes), a fixed normalised batch, "
             + "5 warm-up steps then the median of ≥ 5 timed steps (about 6 s). ORT = the library's ONNX export (BatchNorm folded) in Microsoft.ML.OnnxRuntime, "
             + "all graph optimisations; TorchSharp = eval mode, no_grad. Peak RSS = VmHWM of the process (runtime, libraries, weights, activations); "
-            + "baseline = VmRSS before the network was built.");
+            + "baseline = VmRSS before the network was built. The children run with glibc's malloc defaults, as a scoring process does "
+            + "(the library tunes malloc only for training, Engine/NativeAllocator.cs), so TorchSharp here pays page faults that the compare runner's tuned process does not.");
         md.AppendLine();
         md.AppendLine("| Model | Batch | ORT img/s | TorchSharp img/s | ORT ÷ TorchSharp | ORT peak RSS | TorchSharp peak RSS | Baseline RSS (ORT / TorchSharp) |");
         md.AppendLine("|---|--:|--:|--:|--:|--:|--:|--:|");

@@ -239,6 +239,11 @@ public static class ImageClassificationWorkflow
     public static void SaveModel(MLContext mlContext, ITransformer model, DataViewSchema inputSchema, string path)
         => SaveModel(mlContext, model, inputSchema, path, p => new FileStream(p, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16));
 
+    /// <summary>The atomic save with an injectable writer.</summary>
+    /// <param name="mlContext">The context that saves.</param>
+    /// <param name="model">The fitted pipeline.</param>
+    /// <param name="inputSchema">Its input schema.</param>
+    /// <param name="path">Where the .zip goes.</param>
     /// <param name="openWrite">Opens the temporary file (tests inject a failing stream: a full disk looks the same).</param>
     internal static void SaveModel(MLContext mlContext, ITransformer model, DataViewSchema inputSchema, string path, Func<string, Stream> openWrite)
     {

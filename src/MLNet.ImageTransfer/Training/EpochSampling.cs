@@ -11,7 +11,10 @@ internal static class EpochSampling
     /// <summary>Tag that separates the shuffle's stream from the augmentation's per-batch streams (batch indices ≥ 0).</summary>
     const int ShuffleStream = -1;
 
+    /// <summary>The order of an epoch's rows, drawn from (<paramref name="seed"/>, <paramref name="epoch"/>) alone so that a resumed run draws the same.</summary>
     /// <param name="labels">Class of each training row.</param>
+    /// <param name="seed">The run's seed.</param>
+    /// <param name="epoch">1-based epoch.</param>
     /// <param name="balanced">
     /// Balanced sampling (PyTorch's <c>WeightedRandomSampler</c> with weights 1/n_class, replacement): N draws in
     /// which each class is equally likely; rare images repeat, frequent ones are skipped. Otherwise a permutation.

@@ -69,6 +69,8 @@ public sealed class CheckpointDirectory
     }
 
     /// <summary>Reads and verifies one checkpoint folder; null (and why) when it is not a complete checkpoint.</summary>
+    /// <param name="folder">The checkpoint folder.</param>
+    /// <param name="problem">Why it is not usable, when null is returned.</param>
     /// <param name="verifyHashes">False: check the manifest and file sizes only (pruning, which reads every folder after every epoch).</param>
     public static TrainingCheckpoint? TryRead(string folder, out string? problem, bool verifyHashes = true)
     {
