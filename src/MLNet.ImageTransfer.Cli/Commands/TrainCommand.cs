@@ -52,12 +52,27 @@ internal static class TrainCommand
     }
 }
 
-/// <summary>Ctrl+C → <see cref="TrainingOptions.Cancellation"/>: the loop finishes its step, checkpoints and stops. A second Ctrl+C kills at once.</summary>
+/// <summary>
+/// Ctrl+C (SIGINT) or SIGTERM (what <c>docker stop</c> and <c>kill</c> send) → <see cref="TrainingOptions.Cancellation"/>:
+/// the loop finishes its step, checkpoints and stops. A second Ctrl+C kills at once.
+/// </summary>
 internal sealed class CtrlC : IDisposable
 {
     readonly CancellationTokenSource _source = new();
+    readonly System.Runtime.InteropServices.PosixSignalRegistration? _sigterm;
 
-    CtrlC() => Console.CancelKeyPress += OnCancelKeyPress;
+    CtrlC()
+    {
+        Console.CancelKeyPress += OnCancelKeyPress;
+        if (!OperatingSystem.IsWindows())
+            _sigterm = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, context =>
+            {
+                if (_source.IsCancellationRequested) return; // a second SIGTERM terminates
+                context.Cancel = true;
+                Console.Error.WriteLine("Terminated: stopping after the current step…");
+                _source.Cancel();
+            });
+    }
 
     public static CtrlC StopTrainingOnCancelKey(TrainingOptions options)
     {
@@ -77,6 +92,7 @@ internal sealed class CtrlC : IDisposable
     public void Dispose()
     {
         Console.CancelKeyPress -= OnCancelKeyPress;
+        _sigterm?.Dispose();
         _source.Dispose();
     }
 }

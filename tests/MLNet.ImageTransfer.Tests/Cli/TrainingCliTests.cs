@@ -68,15 +68,27 @@ public class TrainingCliTests
         do line = process.StandardOutput.ReadLine(); while (line is not null && !line.StartsWith("Epoch 1/200", StringComparison.Ordinal));
         Assert.NotNull(line);
         var rest = process.StandardOutput.ReadToEndAsync();
-        using (var kill = Process.Start("kill", ["-INT", process.Id.ToString()])) kill.WaitForExit();
-        if (!process.WaitForExit(TimeSpan.FromMinutes(2))) { process.Kill(true); Assert.Fail("the CLI did not stop after SIGINT"); }
+        // A shell that starts a job in the background without job control (`cmd &` in a script, as some CI runners do)
+        // sets SIGINT to "ignored" for it, and the child inherits that: no Ctrl+C can reach it. Then send SIGTERM,
+        // which the CLI handles the same way (docker stop / kill).
+        string signal = SignalIgnored(process.Id, 2) ? "-TERM" : "-INT";
+        using (var kill = Process.Start("kill", [signal, process.Id.ToString()])) kill.WaitForExit();
+        if (!process.WaitForExit(TimeSpan.FromMinutes(2))) { process.Kill(true); Assert.Fail($"the CLI did not stop after kill {signal}"); }
 
-        Assert.True(process.ExitCode == 130, $"exit {process.ExitCode}: {stderr.Result}{rest.Result}");
+        Assert.True(process.ExitCode == 130, $"exit {process.ExitCode} after kill {signal}: {stderr.Result}{rest.Result}");
         Assert.Contains("interrupted", stderr.Result);
         Assert.Contains("--resume " + checkpoints, stderr.Result);
         var latest = new CheckpointDirectory(checkpoints).Latest();
         Assert.NotNull(latest);
         Assert.True(latest!.EpochsCompleted >= 1);
         Assert.False(File.Exists(Path.Combine(dir, "m.zip")), "an interrupted run must not save a model");
+    }
+
+    /// <summary>Whether process <paramref name="pid"/> ignores signal <paramref name="signal"/> (SigIgn mask of /proc/PID/status).</summary>
+    static bool SignalIgnored(int pid, int signal)
+    {
+        var line = File.ReadLines($"/proc/{pid}/status").First(l => l.StartsWith("SigIgn:", StringComparison.Ordinal));
+        ulong mask = Convert.ToUInt64(line["SigIgn:".Length..].Trim(), 16);
+        return (mask & (1UL << (signal - 1))) != 0;
     }
 }

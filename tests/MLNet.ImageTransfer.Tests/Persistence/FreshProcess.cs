@@ -46,6 +46,7 @@ internal static class FreshProcess
             {
                 "load-and-predict" => ChildLoadAndPredict(args[0], args[1], args[2]),
                 TrainingLoop.KillResumeTests.ChildMode => TrainingLoop.KillResumeTests.RunChild(args),
+                Memory.NativeAllocatorTests.ChildMode => Memory.NativeAllocatorTests.RunChild(args),
                 _ => 2,
             };
         }
