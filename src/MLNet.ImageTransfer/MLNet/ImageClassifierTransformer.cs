@@ -38,7 +38,7 @@ public enum ClassifierScoringEngine
 /// network, for explanations, export or further training) is rebuilt from the saved initializers on first use; a
 /// loaded transformer keeps scoring and saving what was loaded.</para>
 /// </remarks>
-public sealed class ImageClassifierTransformer : RowMappingTransformer<MLImage, float[]>
+public sealed class ImageClassifierTransformer : ImageBatchTransformer
 {
     /// <summary>v1: weights.safetensors (TorchSharp scoring). v2: model.onnx + extra-state.safetensors (ONNX Runtime scoring).</summary>
     internal static readonly ModelEntryFormat Format = new("IMGTRANSFER-CLASSIFIER", "IMGCLSFR", version: 2, minReadableVersion: 1, load: Load);
@@ -93,28 +93,14 @@ public sealed class ImageClassifierTransformer : RowMappingTransformer<MLImage, 
     // Batches make the network several times faster per image than one-by-one forwards.
     protected override int BatchSize => 16;
 
-    protected override void CheckInputColumn(DataViewSchema.Column column)
-    {
-        if (column.Type is not ImageDataViewType)
-            throw new ArgumentException($"Column '{column.Name}' must hold images (from LoadImages), but is {column.Type}.", nameof(column));
-    }
 
     /// <summary>Class probabilities for each image, in <see cref="ClassNames"/> order, from <see cref="Engine"/>.</summary>
     public float[][] PredictProbabilities(IReadOnlyList<MLImage> images)
         => _saved is not null ? _saved.Scorer.PredictProbabilities(images) : Classifier.PredictProbabilities(images);
 
-    protected override void Map(ReadOnlySpan<MLImage> inputs, Span<float[]> results)
-    {
-        var present = new List<MLImage>(inputs.Length);
-        var index = new List<int>(inputs.Length);
-        for (int i = 0; i < inputs.Length; i++)
-        {
-            if (inputs[i] is { Width: > 0, Height: > 0 } image) { present.Add(image); index.Add(i); }
-            else results[i] = Enumerable.Repeat(float.NaN, ClassNames.Count).ToArray(); // no image → missing prediction
-        }
-        var probabilities = PredictProbabilities(present);
-        for (int j = 0; j < index.Count; j++) results[index[j]] = probabilities[j];
-    }
+    protected override int OutputLength => ClassNames.Count;
+
+    protected override float[][] MapImages(IReadOnlyList<MLImage> images) => PredictProbabilities(images);
 
     protected override void SaveModel(ModelSaveContext ctx)
     {

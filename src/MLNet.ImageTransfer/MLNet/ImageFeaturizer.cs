@@ -153,7 +153,7 @@ public sealed class ImageFeaturizerEstimator : IEstimator<ImageFeaturizerTransfo
 /// row without an image). Saved inside ML.NET's .zip as a JSON description plus the backbone's weights (safetensors,
 /// torchvision key names); load it with <c>mlContext.RegisterImageTransfer()</c> then <c>mlContext.Model.Load</c>.
 /// </summary>
-public sealed class ImageFeaturizerTransformer : RowMappingTransformer<MLImage, float[]>, IDisposable
+public sealed class ImageFeaturizerTransformer : ImageBatchTransformer, IDisposable
 {
     internal static readonly ModelEntryFormat Format = new("IMGTRANSFER-FEATURIZER", "IMGFEATR", version: 1, minReadableVersion: 1, load: Load);
     const string ColumnsPart = "columns.json";
@@ -214,11 +214,6 @@ public sealed class ImageFeaturizerTransformer : RowMappingTransformer<MLImage, 
         }
     }
 
-    protected override void CheckInputColumn(DataViewSchema.Column column)
-    {
-        if (column.Type is not ImageDataViewType)
-            throw new ArgumentException($"Column '{column.Name}' must hold images (from LoadImages), but is {column.Type}.", nameof(column));
-    }
 
     /// <summary>Features of a batch of images, one float[C] per image.</summary>
     public float[][] Featurize(IReadOnlyList<MLImage> images)
@@ -234,18 +229,9 @@ public sealed class ImageFeaturizerTransformer : RowMappingTransformer<MLImage, 
         return Enumerable.Range(0, images.Count).Select(i => flat.AsSpan(i * c, c).ToArray()).ToArray();
     }
 
-    protected override void Map(ReadOnlySpan<MLImage> inputs, Span<float[]> results)
-    {
-        var present = new List<MLImage>(inputs.Length);
-        var index = new List<int>(inputs.Length);
-        for (int i = 0; i < inputs.Length; i++)
-        {
-            if (inputs[i] is { Width: > 0, Height: > 0 } image) { present.Add(image); index.Add(i); }
-            else results[i] = Enumerable.Repeat(float.NaN, FeatureDimension).ToArray(); // no image → missing features
-        }
-        var features = Featurize(present);
-        for (int j = 0; j < index.Count; j++) results[index[j]] = features[j];
-    }
+    protected override int OutputLength => FeatureDimension;
+
+    protected override float[][] MapImages(IReadOnlyList<MLImage> images) => Featurize(images);
 
     protected override void SaveModel(ModelSaveContext ctx)
     {

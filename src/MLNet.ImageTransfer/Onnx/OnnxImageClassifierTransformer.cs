@@ -26,7 +26,7 @@ namespace MLNet.ImageTransfer.Onnx;
 /// <see cref="ToFittedClassifier"/> rebuilds the TorchSharp network — for explanations or further training; only that
 /// call loads libtorch.
 /// </remarks>
-public sealed class OnnxImageClassifierTransformer : RowMappingTransformer<MLImage, float[]>, IDisposable
+public sealed class OnnxImageClassifierTransformer : ImageBatchTransformer, IDisposable
 {
     internal static readonly ModelEntryFormat Format = new("IMGTRANSFER-ONNXCLSFR", "IMGONNXC", version: 1, minReadableVersion: 1, load: Load);
     const string ColumnsPart = "columns.json";
@@ -71,27 +71,13 @@ public sealed class OnnxImageClassifierTransformer : RowMappingTransformer<MLIma
     protected override IReadOnlyList<OutputColumn<float[]>> OutputColumns => _outputs;
     protected override int BatchSize => 16;
 
-    protected override void CheckInputColumn(DataViewSchema.Column column)
-    {
-        if (column.Type is not ImageDataViewType)
-            throw new ArgumentException($"Column '{column.Name}' must hold images (from LoadImages), but is {column.Type}.", nameof(column));
-    }
 
     /// <summary>Class probabilities for each image, in <see cref="ClassNames"/> order.</summary>
     public float[][] PredictProbabilities(IReadOnlyList<MLImage> images) => _scorer.PredictProbabilities(images);
 
-    protected override void Map(ReadOnlySpan<MLImage> inputs, Span<float[]> results)
-    {
-        var present = new List<MLImage>(inputs.Length);
-        var index = new List<int>(inputs.Length);
-        for (int i = 0; i < inputs.Length; i++)
-        {
-            if (inputs[i] is { Width: > 0, Height: > 0 } image) { present.Add(image); index.Add(i); }
-            else results[i] = Enumerable.Repeat(float.NaN, ClassNames.Count).ToArray(); // no image → missing prediction
-        }
-        var probabilities = PredictProbabilities(present);
-        for (int j = 0; j < index.Count; j++) results[index[j]] = probabilities[j];
-    }
+    protected override int OutputLength => ClassNames.Count;
+
+    protected override float[][] MapImages(IReadOnlyList<MLImage> images) => PredictProbabilities(images);
 
     /// <summary>
     /// Rebuilds the TorchSharp classifier from the kept weights (to explain it, export it differently, or train on).

@@ -6,6 +6,8 @@ using MLNet.ImageTransfer.Data;
 using MLNet.ImageTransfer.Onnx;
 using Xunit.Abstractions;
 
+using MLNet.ImageTransfer.Tests.Persistence;
+
 namespace MLNet.ImageTransfer.Tests.Onnx;
 
 /// <summary>
@@ -122,7 +124,7 @@ public class OnnxScoringTests(ITestOutputHelper output)
         AssertClose(torch.Scores, onnx.Scores, 1e-4, "fresh processes, folded scoring-only file vs the default saved model");
     }
 
-    static bool IsTorch(string library) => library.Contains("libtorch", StringComparison.OrdinalIgnoreCase) || library.Contains("LibTorchSharp", StringComparison.OrdinalIgnoreCase);
+    static bool IsTorch(string library) => NativeLibraries.IsTorch(library);
 
     ChildReport RunChild(string modelPath, string rowsPath, string reportPath, bool touchTorchSharp = false)
     {
@@ -163,10 +165,7 @@ public class OnnxScoringTests(ITestOutputHelper output)
                 var rows = JsonSerializer.Deserialize<List<Row>>(File.ReadAllText(args[1]))!;
                 var report = new ChildReport { Scores = Scores(ml, model, rows) };
                 if (args[3] == "torch") _ = ImageClassificationWorkflow.FindClassifier(model).Network.parameters().Count();
-                report.NativeLibraries = File.ReadLines("/proc/self/maps")
-                    .Select(line => line.Split(' ', StringSplitOptions.RemoveEmptyEntries))
-                    .Where(fields => fields.Length >= 6 && fields[5].Contains(".so"))
-                    .Select(fields => Path.GetFileName(fields[5])).Distinct().Order().ToList();
+                report.NativeLibraries = NativeLibraries.Mapped();
                 File.WriteAllText(args[2], JsonSerializer.Serialize(report));
             }
             catch (Exception e)

@@ -96,7 +96,7 @@ public class SavedClassifierScoringTests(ITestOutputHelper output)
         Assert.Contains(control.NativeLibraries, IsTorch);
     }
 
-    static bool IsTorch(string library) => library.Contains("libtorch", StringComparison.OrdinalIgnoreCase) || library.Contains("LibTorchSharp", StringComparison.OrdinalIgnoreCase);
+    static bool IsTorch(string library) => NativeLibraries.IsTorch(library);
 
     [Fact]
     public void The_torchsharp_network_comes_back_exactly_from_the_saved_initializers()
@@ -229,10 +229,7 @@ public class SavedClassifierScoringTests(ITestOutputHelper output)
                 report.ConfusionTable = metrics.ConfusionMatrix.GetFormattedConfusionTable();
                 if (args[3] == "torch") _ = ClassifierOf(model).Classifier.Network.parameters().Count();
 
-                report.NativeLibraries = File.ReadLines("/proc/self/maps")
-                    .Select(line => line.Split(' ', StringSplitOptions.RemoveEmptyEntries))
-                    .Where(fields => fields.Length >= 6 && fields[5].Contains(".so"))
-                    .Select(fields => Path.GetFileName(fields[5])).Distinct().Order().ToList();
+                report.NativeLibraries = NativeLibraries.Mapped();
                 report.ManagedAssemblies = AppDomain.CurrentDomain.GetAssemblies().Select(a => a.GetName().Name!).Order().ToList();
                 File.WriteAllText(args[2], JsonSerializer.Serialize(report));
             }
