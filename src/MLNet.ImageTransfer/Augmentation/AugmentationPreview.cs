@@ -109,7 +109,7 @@ public static class AugmentationPreview
         var chw = image.to_type(ScalarType.Float32).round().clamp(0, 255).to_type(ScalarType.Byte);
         if (channels == ChannelOrder.Bgr) chw = chw.flip(0);
         var hwc = chw.permute(1, 2, 0).contiguous().data<byte>().ToArray();
-        int h = (int)image.shape[1], w = (int)image.shape[2];
+        int h = (int)image.size(1), w = (int)image.size(2);
         for (int y = 0; y < h; y++)
             for (int x = 0; x < w; x++)
             {

@@ -39,7 +39,7 @@ internal static class AugmentationSource
         using var scope = NewDisposeScope();
         int size = preprocessing.ImageSize;
         var resized = ImageTensors.ResizeShorterSide(ImageTensors.DecodeToFloat(image, preprocessing.Channels), preprocessing.ResizeShorterSide);
-        long nh = resized.shape[2], nw = resized.shape[3];
+        long nh = resized.size(2), nw = resized.size(3);
         int inner = EvaluationOffset(sourceSize, size);
         long top = (long)Math.Round((nh - size) / 2.0) - inner, left = (long)Math.Round((nw - size) / 2.0) - inner;
         if (nh < sourceSize || nw < sourceSize || top < 0 || left < 0 || top + sourceSize > nh || left + sourceSize > nw)
@@ -63,7 +63,7 @@ internal static class AugmentationSource
             {
                 using var scope = NewDisposeScope();
                 var (images, _) = set.Batch([i]);
-                int source = (int)images.shape[2];
+                int source = (int)images.size(2);
                 int offset = EvaluationOffset(source, size);
                 var window = images[0].narrow(1, offset, size).narrow(2, offset, size).contiguous();
                 result.Add(window.MoveToOuterDisposeScope(), set.Labels[i]);
@@ -85,6 +85,6 @@ internal static class AugmentationSource
     {
         using var scope = NewDisposeScope();
         var (first, _) = set.Batch([0]);
-        return first.shape[2] == size && first.shape[3] == size;
+        return first.size(2) == size && first.size(3) == size;
     }
 }

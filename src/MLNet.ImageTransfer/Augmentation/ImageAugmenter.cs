@@ -44,7 +44,7 @@ internal sealed class ImageAugmenter
     {
         ArgumentNullException.ThrowIfNull(batch);
         ArgumentNullException.ThrowIfNull(random);
-        if (batch.dim() != 4 || batch.shape[1] != 3) throw new ArgumentException("Expected images [N,3,H,W].", nameof(batch));
+        if (batch.dim() != 4 || batch.size(1) != 3) throw new ArgumentException("Expected images [N,3,H,W].", nameof(batch));
         using var scope = NewDisposeScope();
         var context = new PixelContext(random);
         try
@@ -67,11 +67,11 @@ internal sealed class ImageAugmenter
                     i++;
                 }
             }
-            if (x.shape[2] != _outputSize || x.shape[3] != _outputSize)
+            if (x.size(2) != _outputSize || x.size(3) != _outputSize)
             {
                 // No crop brought a larger source to the network's size: take the evaluation's centre crop.
-                int w = (int)x.shape[3], h = (int)x.shape[2];
-                x = Resample(x, Enumerable.Repeat(GeometricAugmentation.CentreWindow(w, h, _outputSize, _outputSize), (int)x.shape[0]).ToArray(),
+                int w = (int)x.size(3), h = (int)x.size(2);
+                x = Resample(x, Enumerable.Repeat(GeometricAugmentation.CentreWindow(w, h, _outputSize, _outputSize), (int)x.size(0)).ToArray(),
                     _outputSize, _outputSize, context);
             }
             if (context.Units != 1) x = x / context.Units;
@@ -86,8 +86,8 @@ internal sealed class ImageAugmenter
 
     Tensor ApplyGeometry(Tensor x, GeometricAugmentation[] ops, Random random, PixelContext context)
     {
-        int n = (int)x.shape[0];
-        int width = (int)x.shape[3], height = (int)x.shape[2];
+        int n = (int)x.size(0);
+        int width = (int)x.size(3), height = (int)x.size(2);
         var maps = Enumerable.Repeat(Affine2D.Identity, n).ToArray();
         foreach (var op in ops)
         {
@@ -106,7 +106,7 @@ internal sealed class ImageAugmenter
     /// <summary>Output pixel (x, y) of image i = input image i at maps[i](x, y); exact copies where possible, bilinear elsewhere.</summary>
     Tensor Resample(Tensor x, Affine2D[] maps, int outWidth, int outHeight, PixelContext context)
     {
-        int n = (int)x.shape[0], inWidth = (int)x.shape[3], inHeight = (int)x.shape[2];
+        int n = (int)x.size(0), inWidth = (int)x.size(3), inHeight = (int)x.size(2);
         var output = empty(n, 3, outHeight, outWidth, dtype: ScalarType.Float32);
         var interpolated = new List<long>();
         for (int i = 0; i < n; i++)
@@ -155,7 +155,7 @@ internal sealed class ImageAugmenter
                 return nn.functional.grid_sample(x - value, grid, bilinear, GridSamplePaddingMode.Zeros, alignCorners).add_(value);
             case FillMode.Wrap:
             {
-                long w = x.shape[3], h = x.shape[2];
+                long w = x.size(3), h = x.size(2);
                 // Wrap the sampling positions into [−0.5, size − 0.5) and sample an image padded circularly by one
                 // pixel, so that interpolation across the seam reads the opposite edge.
                 var gx = Wrap(grid.select(3, 0), w);

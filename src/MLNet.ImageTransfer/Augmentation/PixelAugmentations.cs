@@ -61,7 +61,7 @@ public sealed record Brightness(ParameterRange Factor) : PixelAugmentation
     public override void Validate() { base.Validate(); Factor.Validate(Name, nameof(Factor), 0); }
     private protected override string ArgumentsSpec() => "=" + Factor;
     internal override Tensor Apply(Tensor x, Random random, PixelContext context)
-        => DrawPerImage(random, (int)x.shape[0], Factor, 1) is { } f ? (x * PerImage(f)).clamp_(0, context.MaxValue) : x;
+        => DrawPerImage(random, (int)x.size(0), Factor, 1) is { } f ? (x * PerImage(f)).clamp_(0, context.MaxValue) : x;
 }
 
 /// <summary>Blends with the image's mean grey level by a factor from <see cref="Factor"/> (torchvision <c>adjust_contrast</c>; 0 = flat grey, 1 = unchanged).</summary>
@@ -73,7 +73,7 @@ public sealed record Contrast(ParameterRange Factor) : PixelAugmentation
     private protected override string ArgumentsSpec() => "=" + Factor;
     internal override Tensor Apply(Tensor x, Random random, PixelContext context)
     {
-        if (DrawPerImage(random, (int)x.shape[0], Factor, 1) is not { } f) return x;
+        if (DrawPerImage(random, (int)x.size(0), Factor, 1) is not { } f) return x;
         var mean = Gray(x).mean([1, 2, 3], keepdim: true);
         return Blend(x, mean, PerImage(f), context.MaxValue);
     }
@@ -87,7 +87,7 @@ public sealed record Saturation(ParameterRange Factor) : PixelAugmentation
     public override void Validate() { base.Validate(); Factor.Validate(Name, nameof(Factor), 0); }
     private protected override string ArgumentsSpec() => "=" + Factor;
     internal override Tensor Apply(Tensor x, Random random, PixelContext context)
-        => DrawPerImage(random, (int)x.shape[0], Factor, 1) is { } f ? Blend(x, Gray(x), PerImage(f), context.MaxValue) : x;
+        => DrawPerImage(random, (int)x.size(0), Factor, 1) is { } f ? Blend(x, Gray(x), PerImage(f), context.MaxValue) : x;
 }
 
 /// <summary>
@@ -102,7 +102,7 @@ public sealed record Hue(ParameterRange Shift) : PixelAugmentation
     private protected override string ArgumentsSpec() => "=" + Shift.ToSymmetricString();
     internal override Tensor Apply(Tensor x, Random random, PixelContext context)
     {
-        if (DrawPerImage(random, (int)x.shape[0], Shift, 0) is not { } shifts) return x;
+        if (DrawPerImage(random, (int)x.size(0), Shift, 0) is not { } shifts) return x;
         var rows = Enumerable.Range(0, shifts.Length).Where(i => shifts[i] != 0).Select(i => (long)i).ToArray();
         var index = tensor(rows);
         float max = (float)context.MaxValue;
@@ -126,7 +126,7 @@ public sealed record ChannelShift(ParameterRange Intensity) : PixelAugmentation
     private protected override string ArgumentsSpec() => "=" + Intensity.ToSymmetricString();
     internal override Tensor Apply(Tensor x, Random random, PixelContext context)
     {
-        if (DrawPerImage(random, (int)x.shape[0], Intensity, 0) is not { } shift) return x;
+        if (DrawPerImage(random, (int)x.size(0), Intensity, 0) is not { } shift) return x;
         var low = x.amin([1, 2, 3], keepdim: true);
         var high = x.amax([1, 2, 3], keepdim: true);
         return maximum(minimum(x + PerImage(shift), high), low);
@@ -142,7 +142,7 @@ public sealed record Grayscale : PixelAugmentation
     private protected override string ArgumentsSpec() => "";
     internal override Tensor Apply(Tensor x, Random random, PixelContext context)
     {
-        var chosen = Select(random, (int)x.shape[0]);
+        var chosen = Select(random, (int)x.size(0));
         if (!chosen.Contains(true)) return x;
         var mask = tensor(chosen).view(-1, 1, 1, 1);
         return where(mask, Gray(x).expand_as(x), x);
@@ -169,10 +169,10 @@ public sealed record GaussianBlur(int KernelSize, ParameterRange Sigma) : PixelA
 
     internal override Tensor Apply(Tensor x, Random random, PixelContext context)
     {
-        if (DrawPerImage(random, (int)x.shape[0], Sigma, 0) is not { } sigmas || KernelSize == 1) return x;
+        if (DrawPerImage(random, (int)x.size(0), Sigma, 0) is not { } sigmas || KernelSize == 1) return x;
         int half = KernelSize / 2;
-        if (half >= x.shape[2] || half >= x.shape[3])
-            throw new InvalidOperationException($"{Name}: a {KernelSize}-pixel kernel is too large for {x.shape[3]}×{x.shape[2]} images.");
+        if (half >= x.size(2) || half >= x.size(3))
+            throw new InvalidOperationException($"{Name}: a {KernelSize}-pixel kernel is too large for {x.size(3)}×{x.size(2)} images.");
         var rows = Enumerable.Range(0, sigmas.Length).Where(i => sigmas[i] != 0).Select(i => (long)i).ToArray();
         var index = tensor(rows);
         var part = x.index_select(0, index);
@@ -182,7 +182,7 @@ public sealed record GaussianBlur(int KernelSize, ParameterRange Sigma) : PixelA
     /// <summary>Per-image separable Gaussian blur of [N,3,H,W] (one sigma per image), reflect padding.</summary>
     internal static Tensor Blur(Tensor x, double[] sigmas, int kernelSize)
     {
-        long n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3];
+        long n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
         int half = kernelSize / 2;
         var kernels = new float[n * kernelSize];
         for (int i = 0; i < n; i++)
@@ -231,7 +231,7 @@ public sealed record RandomErasing : PixelAugmentation
 
     internal override Tensor Apply(Tensor x, Random random, PixelContext context)
     {
-        int n = (int)x.shape[0], height = (int)x.shape[2], width = (int)x.shape[3];
+        int n = (int)x.size(0), height = (int)x.size(2), width = (int)x.size(3);
         var chosen = Select(random, n);
         if (!chosen.Contains(true)) return x;
         var result = x.clone();
