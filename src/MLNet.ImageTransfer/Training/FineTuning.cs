@@ -131,26 +131,27 @@ public sealed record FineTuningSchedule(IReadOnlyList<string> LayerGroups, IRead
         var ungrouped = model.parameters().Where(p => !grouped.Contains(p.Handle)).ToList();
         if (ungrouped.Count > 0) rates.Add((ungrouped, phase.HeadLearningRate));
 
+        // TorchSharp's optimizers with explicitly disposed scalars (Training/Optimizers/ScalarSafeOptimizers.cs).
         if (rates.All(r => r.Lr == phase.HeadLearningRate))
         {
             // One rate: the plain optimiser (identical to the loop before layer-wise rates existed).
             var all = rates.SelectMany(r => r.Parameters);
             return options.Optimizer switch
             {
-                OptimizerKind.Adam => optim.Adam(all, lr: phase.HeadLearningRate, weight_decay: options.WeightDecay),
-                OptimizerKind.Sgd => optim.SGD(all, phase.HeadLearningRate, momentum: options.Momentum, weight_decay: options.WeightDecay),
-                OptimizerKind.AdamW => optim.AdamW(all, lr: phase.HeadLearningRate, weight_decay: options.WeightDecay),
+                OptimizerKind.Adam => new Optimizers.Adam(all, phase.HeadLearningRate, options.WeightDecay),
+                OptimizerKind.Sgd => new Optimizers.SGD(all, phase.HeadLearningRate, options.Momentum, options.WeightDecay),
+                OptimizerKind.AdamW => new Optimizers.AdamW(all, phase.HeadLearningRate, options.WeightDecay),
                 _ => throw new ArgumentOutOfRangeException(nameof(options), options.Optimizer, "Unknown optimizer."),
             };
         }
         return options.Optimizer switch
         {
-            OptimizerKind.Adam => optim.Adam(rates.Select(r => new Adam.ParamGroup(r.Parameters, lr: r.Lr, weight_decay: options.WeightDecay)),
-                lr: phase.HeadLearningRate, weight_decay: options.WeightDecay),
-            OptimizerKind.Sgd => optim.SGD(rates.Select(r => new SGD.ParamGroup(r.Parameters, lr: r.Lr, momentum: options.Momentum, weight_decay: options.WeightDecay)),
-                phase.HeadLearningRate, momentum: options.Momentum, weight_decay: options.WeightDecay),
-            OptimizerKind.AdamW => optim.AdamW(rates.Select(r => new AdamW.ParamGroup(r.Parameters, lr: r.Lr, weight_decay: options.WeightDecay)),
-                lr: phase.HeadLearningRate, weight_decay: options.WeightDecay),
+            OptimizerKind.Adam => new Optimizers.Adam(rates.Select(r => new Adam.ParamGroup(r.Parameters, lr: r.Lr, weight_decay: options.WeightDecay)),
+                phase.HeadLearningRate, options.WeightDecay),
+            OptimizerKind.Sgd => new Optimizers.SGD(rates.Select(r => new SGD.ParamGroup(r.Parameters, lr: r.Lr, momentum: options.Momentum, weight_decay: options.WeightDecay)),
+                phase.HeadLearningRate, options.Momentum, options.WeightDecay),
+            OptimizerKind.AdamW => new Optimizers.AdamW(rates.Select(r => new AdamW.ParamGroup(r.Parameters, lr: r.Lr, weight_decay: options.WeightDecay)),
+                phase.HeadLearningRate, options.WeightDecay),
             _ => throw new ArgumentOutOfRangeException(nameof(options), options.Optimizer, "Unknown optimizer."),
         };
     }
