@@ -78,7 +78,9 @@ public static class ImageFolder
     {
         options ??= new ImageFolderOptions();
         if (!Directory.Exists(root)) throw new DirectoryNotFoundException($"Image folder '{root}' does not exist.");
-        var candidates = new List<(string Relative, string Full, string Class)>();
+        // Relative paths only: the full ones are rebuilt where needed, rather than held (as mid-life garbage the GC
+        // promotes) for a folder of tens of thousands of files.
+        var candidates = new List<(string Relative, string Class)>();
         var hidden = new List<SkippedFile>();
         var classDirs = new List<string>();
         foreach (var dir in Directory.GetDirectories(root).OrderBy(d => Path.GetFileName(d), StringComparer.Ordinal))
@@ -92,7 +94,7 @@ public static class ImageFolder
                 if (Path.GetRelativePath(dir, file).Split(Path.DirectorySeparatorChar).Any(part => part.StartsWith('.')))
                     hidden.Add(new(relative, HiddenFileReason));
                 else
-                    candidates.Add((relative, file, className));
+                    candidates.Add((relative, className));
             }
         }
 
@@ -100,12 +102,13 @@ public static class ImageFolder
         var problems = new string?[candidates.Count];
         Parallel.For(0, candidates.Count, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, i =>
         {
+            var full = Path.Join(root, candidates[i].Relative);
             problems[i] = options.VerifyImages
-                ? ImageDecoder.Check(candidates[i].Full, options.Decode)
-                : ImageFormatSniffer.Detect(candidates[i].Full, out var problem) is null ? problem : null;
+                ? ImageDecoder.Check(full, options.Decode)
+                : ImageFormatSniffer.Detect(full, out var problem) is null ? problem : null;
         });
         var skipped = new List<SkippedFile>(hidden);
-        var images = new List<ImageFolderEntry>();
+        var images = new List<ImageFolderEntry>(candidates.Count);
         for (int i = 0; i < candidates.Count; i++)
         {
             if (problems[i] is { } problem) skipped.Add(new(candidates[i].Relative, problem));

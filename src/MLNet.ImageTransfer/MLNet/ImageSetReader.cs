@@ -39,7 +39,7 @@ internal static class ImageSetReader
         var pathColumn = schema.GetColumnOrNull(Data.ImageFolder.ImagePathColumn) is { Type: TextDataViewType } p ? p : (DataViewSchema.Column?)null;
         var skips = new List<Data.SkippedFile>();
         skipped = skips;
-        var set = new Training.LabeledImageSet();
+        var set = new Training.LabeledImageSet(expectedCount: (int)Math.Min(data.GetRowCount() ?? 0, 1 << 24));
         try
         {
             using var cursor = data.GetRowCursor(pathColumn is { } pc ? [image, label, pc] : [image, label]);
