@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
+using System.Runtime.InteropServices;
 using System.Text.Json;
 using Microsoft.ML;
 using MLNet.ImageTransfer.Data;
@@ -14,13 +15,19 @@ namespace MLNet.ImageTransfer.Benchmarks;
 /// process (<c>rss-child</c>), and reads the child's peak resident set (<c>VmHWM</c> from <c>/proc/self/status</c>).
 /// Target (issue 8): the largest size's peak within 10% of the smallest's.
 /// <code>
-/// dotnet run -c Release --project benchmarks/MLNet.ImageTransfer.Benchmarks -- rss [--sizes 2000,20000] [--image-size 32] [--epochs 1] [--threads 2] [--dir DIR]
+/// dotnet run -c Release --project benchmarks/MLNet.ImageTransfer.Benchmarks -- rss [--sizes 2000,20000] [--image-size 32] [--epochs 1] [--threads 2] [--dir DIR] [--trace]
 /// </code>
 /// </summary>
 internal static class MemoryScaling
 {
-    /// <summary>One child's numbers: RSS peak and end (KiB), the anonymous and file-backed parts at the end, the managed heap (GC's view) and the live managed bytes after a full collection.</summary>
-    sealed record ChildResult(int Images, long PeakRssKb, long FinalRssKb, long RssAnonKb, long RssFileKb, long ManagedHeapKb, long LiveManagedKb, double Seconds, int Skipped);
+    /// <summary>
+    /// One child's numbers: RSS peak and end (KiB), the anonymous and file-backed parts at the end, the managed heap
+    /// (GC's view) and the live managed bytes after a full collection; where the anonymous part went (memory the GC
+    /// has committed, glibc malloc's arena and what is in use in it); managed bytes allocated and collections per
+    /// generation; and, with <c>--trace</c>, the same sampled every half second.
+    /// </summary>
+    sealed record ChildResult(int Images, long PeakRssKb, long FinalRssKb, long RssAnonKb, long RssFileKb, long ManagedHeapKb, long LiveManagedKb, double Seconds, int Skipped,
+        long GcCommittedKb, long MallocArenaKb, long MallocInUseKb, long AllocatedKb, int Gen0, int Gen1, int Gen2, string Trace);
 
     public static int Run(IReadOnlyList<string> args)
     {
@@ -42,8 +49,11 @@ internal static class MemoryScaling
             }
             var result = RunChild(["rss-child", "--data", dir, "--image-size", imageSize.ToString(CultureInfo.InvariantCulture), "--epochs", epochs, "--threads", threads]);
             results.Add(result);
+            if (args.Contains("--trace")) Console.Write(result.Trace);
             Console.WriteLine($"{result.Images,7} images: peak RSS {result.PeakRssKb / 1024.0,6:F1} MiB, final RSS {result.FinalRssKb / 1024.0,6:F1} MiB " +
                 $"(anonymous {result.RssAnonKb / 1024.0:F1}, file-backed {result.RssFileKb / 1024.0:F1}; managed heap {result.ManagedHeapKb / 1024.0:F1}, live managed {result.LiveManagedKb / 1024.0:F1}), {result.Seconds,6:F1} s");
+            Console.WriteLine($"{"",15}GC committed {result.GcCommittedKb / 1024.0:F1} MiB, malloc arena {result.MallocArenaKb / 1024.0:F1} MiB ({result.MallocInUseKb / 1024.0:F1} in use); " +
+                $"{result.AllocatedKb / 1024.0:F0} MiB allocated, collections gen0/1/2 {result.Gen0}/{result.Gen1}/{result.Gen2}");
         }
         var first = results[0];
         var last = results[^1];
@@ -67,13 +77,33 @@ internal static class MemoryScaling
             Seed = 1,
         };
         var watch = Stopwatch.StartNew();
+        var trace = new System.Text.StringBuilder();
+        using var stopSampling = new CancellationTokenSource();
+        var sampler = new Thread(() =>
+        {
+            while (!stopSampling.IsCancellationRequested)
+            {
+                var sample = File.ReadAllLines("/proc/self/status");
+                var (arena, inUse) = Malloc();
+                trace.Append(CultureInfo.InvariantCulture, $"{watch.Elapsed.TotalSeconds,6:F1} s  RSS {Field(sample, "VmRSS") >> 10} MiB (anonymous {Field(sample, "RssAnon") >> 10})  " +
+                    $"GC committed {GC.GetGCMemoryInfo().TotalCommittedBytes >> 20}  malloc {arena >> 20} ({inUse >> 20} in use)  allocated {GC.GetTotalAllocatedBytes() >> 20}  collections {GC.CollectionCount(0)}/{GC.CollectionCount(1)}/{GC.CollectionCount(2)}\n");
+                Thread.Sleep(500);
+            }
+        }) { IsBackground = true, Name = "rss-sampler" };
+        sampler.Start();
         var trained = ImageClassificationWorkflow.TrainFromFolder(new MLContext(seed: 1), data, options, validationSplit: 0.1, splitSeed: 1);
         var seconds = watch.Elapsed.TotalSeconds;
+        stopSampling.Cancel();
+        sampler.Join();
+        long committed = GC.GetGCMemoryInfo().TotalCommittedBytes / 1024, allocated = GC.GetTotalAllocatedBytes() / 1024;
+        int gen0 = GC.CollectionCount(0), gen1 = GC.CollectionCount(1), gen2 = GC.CollectionCount(2);
+        var (mallocArena, mallocInUse) = Malloc();
         var status = File.ReadAllLines("/proc/self/status");
         long heap = GC.GetGCMemoryInfo().HeapSizeBytes / 1024;
         long live = GC.GetTotalMemory(forceFullCollection: true) / 1024;
         Console.WriteLine(JsonSerializer.Serialize(new ChildResult(trained.TrainingScan!.Images.Count, Field(status, "VmHWM"), Field(status, "VmRSS"),
-            Field(status, "RssAnon"), Field(status, "RssFile"), heap, live, seconds, trained.TrainingScan.Skipped.Count + trained.SkippedRows.Count)));
+            Field(status, "RssAnon"), Field(status, "RssFile"), heap, live, seconds, trained.TrainingScan.Skipped.Count + trained.SkippedRows.Count,
+            committed, mallocArena / 1024, mallocInUse / 1024, allocated, gen0, gen1, gen2, trace.ToString())));
         GC.KeepAlive(trained);
         return 0;
     }
@@ -97,6 +127,19 @@ internal static class MemoryScaling
         var line = stdout.Result.Split('\n', StringSplitOptions.RemoveEmptyEntries).Last(l => l.StartsWith('{'));
         return JsonSerializer.Deserialize<ChildResult>(line)!;
     }
+
+    /// <summary>glibc's view of the native heap (bytes): the arenas' size and what is allocated in them (mallinfo2, glibc ≥ 2.33).</summary>
+    static (long Arena, long InUse) Malloc()
+    {
+        var info = MallInfo2();
+        return ((long)info.arena, (long)info.uordblks);
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    struct MallocInfo2 { public nuint arena, ordblks, smblks, hblks, hblkhd, usmblks, fsmblks, uordblks, fordblks, keepcost; }
+
+    [DllImport("libc", EntryPoint = "mallinfo2")]
+    static extern MallocInfo2 MallInfo2();
 
     static string Arg(IReadOnlyList<string> args, string name, string fallback)
     {
