@@ -52,7 +52,9 @@ internal static class MemoryScaling
             if (args.Contains("--trace")) Console.Write(result.Trace);
             Console.WriteLine($"{result.Images,7} images: peak RSS {result.PeakRssKb / 1024.0,6:F1} MiB, final RSS {result.FinalRssKb / 1024.0,6:F1} MiB " +
                 $"(anonymous {result.RssAnonKb / 1024.0:F1}, file-backed {result.RssFileKb / 1024.0:F1}; managed heap {result.ManagedHeapKb / 1024.0:F1}, live managed {result.LiveManagedKb / 1024.0:F1}), {result.Seconds,6:F1} s");
-            Console.WriteLine($"{"",15}GC committed {result.GcCommittedKb / 1024.0:F1} MiB, malloc arena {result.MallocArenaKb / 1024.0:F1} MiB ({result.MallocInUseKb / 1024.0:F1} in use); " +
+            // The GC reports its committed memory as of its last collection: none yet means none reported.
+            var committed = result.Gen0 == 0 ? "none reported (no collection ran)" : $"{result.GcCommittedKb / 1024.0:F1} MiB";
+            Console.WriteLine($"{"",15}GC committed {committed}, malloc arena {result.MallocArenaKb / 1024.0:F1} MiB ({result.MallocInUseKb / 1024.0:F1} in use); " +
                 $"{result.AllocatedKb / 1024.0:F0} MiB allocated, collections gen0/1/2 {result.Gen0}/{result.Gen1}/{result.Gen2}");
         }
         var first = results[0];

@@ -51,23 +51,8 @@ public static class ManagedImagePreprocessing
     internal static Planes Decode(MLImage image)
     {
         int h = image.Height, w = image.Width;
-        var pixels = image.Pixels;
-        int rowBytes = pixels.Length / h;
-        bool rgba = image.PixelFormat == MLPixelFormat.Rgba32;
-        int r = rgba ? 0 : 2, b = rgba ? 2 : 0;
         var data = new[] { new float[h * w], new float[h * w], new float[h * w] };
-        for (int y = 0; y < h; y++)
-        {
-            var row = pixels.Slice(y * rowBytes, w * 4);
-            for (int x = 0; x < w; x++)
-            {
-                float white = 255f - row[x * 4 + 3];
-                int i = y * w + x;
-                data[0][i] = row[x * 4 + r] + white;
-                data[1][i] = row[x * 4 + 1] + white;
-                data[2][i] = row[x * 4 + b] + white;
-            }
-        }
+        CompositedPixels.Write(image, ChannelOrder.Rgb, data[0], data[1], data[2], pixelStride: 1);
         return new Planes(data, h, w);
     }
 

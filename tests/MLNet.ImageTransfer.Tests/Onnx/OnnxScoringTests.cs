@@ -1,4 +1,3 @@
-using System.Runtime.CompilerServices;
 using System.Text.Json;
 using Microsoft.ML;
 using Microsoft.ML.Data;
@@ -126,19 +125,12 @@ public class OnnxScoringTests(ITestOutputHelper output)
 
     static bool IsTorch(string library) => NativeLibraries.IsTorch(library);
 
-    ChildReport RunChild(string modelPath, string rowsPath, string reportPath, bool touchTorchSharp = false)
-    {
-        var assembly = typeof(OnnxScoringTests).Assembly.Location;
-        var (code, stdout, stderr) = ChildProcess.RunDotnet(["exec", assembly], TimeSpan.FromMinutes(3),
-            new Dictionary<string, string> { [ChildVariable] = JsonSerializer.Serialize(new[] { modelPath, rowsPath, reportPath, touchTorchSharp ? "torch" : "" }) },
-            Path.GetDirectoryName(assembly));
-        Assert.True(code == 0, $"child exited with {code}: {stdout}{stderr}");
-        return JsonSerializer.Deserialize<ChildReport>(File.ReadAllText(reportPath))!;
-    }
+    static ChildReport RunChild(string modelPath, string rowsPath, string reportPath, bool touchTorchSharp = false)
+        => FreshProcess.RunForReport<ChildReport>(ChildMode, reportPath, modelPath, rowsPath, reportPath, touchTorchSharp ? "torch" : "");
 
     // ---- Child process: load a model, score rows, list the native libraries mapped into the process ---------------
 
-    const string ChildVariable = "MLNET_IMAGETRANSFER_ONNX_SCORING_CHILD";
+    internal const string ChildMode = "onnx-scoring";
 
     public sealed class ChildReport
     {
@@ -146,34 +138,16 @@ public class OnnxScoringTests(ITestOutputHelper output)
         public List<string> NativeLibraries { get; set; } = [];
     }
 
-#pragma warning disable CA2255 // The documented entry of the child process (see Persistence/FreshProcess.cs for the pattern).
-    [ModuleInitializer]
-#pragma warning restore CA2255
-    internal static void RunIfChild()
+    /// <summary>The child (<see cref="FreshProcess"/>): args = model, rows JSON, report path, "torch" to rebuild the TorchSharp network too.</summary>
+    internal static int RunChildProcess(string[] args)
     {
-        var arguments = Environment.GetEnvironmentVariable(ChildVariable);
-        if (string.IsNullOrEmpty(arguments)) return;
-        // A foreground thread, not inline: other threads touching this assembly's types would wait for the initializer.
-        new Thread(() =>
-        {
-            int exitCode = 0;
-            try
-            {
-                var args = JsonSerializer.Deserialize<string[]>(arguments)!;
-                var ml = new MLContext().RegisterImageTransfer();
-                var model = ml.Model.Load(args[0], out _);
-                var rows = JsonSerializer.Deserialize<List<Row>>(File.ReadAllText(args[1]))!;
-                var report = new ChildReport { Scores = Scores(ml, model, rows) };
-                if (args[3] == "torch") _ = ImageClassificationWorkflow.FindClassifier(model).Network.parameters().Count();
-                report.NativeLibraries = NativeLibraries.Mapped();
-                File.WriteAllText(args[2], JsonSerializer.Serialize(report));
-            }
-            catch (Exception e)
-            {
-                Console.Error.WriteLine(e);
-                exitCode = 3;
-            }
-            Environment.Exit(exitCode);
-        }) { IsBackground = false, Name = "onnx scoring child" }.Start();
+        var ml = new MLContext().RegisterImageTransfer();
+        var model = ml.Model.Load(args[0], out _);
+        var rows = JsonSerializer.Deserialize<List<Row>>(File.ReadAllText(args[1]))!;
+        var report = new ChildReport { Scores = Scores(ml, model, rows) };
+        if (args[3] == "torch") _ = ImageClassificationWorkflow.FindClassifier(model).Network.parameters().Count();
+        report.NativeLibraries = NativeLibraries.Mapped();
+        File.WriteAllText(args[2], JsonSerializer.Serialize(report));
+        return 0;
     }
 }

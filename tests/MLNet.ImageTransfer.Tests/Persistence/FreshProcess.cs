@@ -47,6 +47,8 @@ internal static class FreshProcess
                 "load-and-predict" => ChildLoadAndPredict(args[0], args[1], args[2]),
                 TrainingLoop.KillResumeTests.ChildMode => TrainingLoop.KillResumeTests.RunChild(args),
                 Memory.NativeAllocatorTests.ChildMode => Memory.NativeAllocatorTests.RunChild(args),
+                SavedClassifierScoringTests.ChildMode => SavedClassifierScoringTests.RunChildProcess(args),
+                Onnx.OnnxScoringTests.ChildMode => Onnx.OnnxScoringTests.RunChildProcess(args),
                 _ => 2,
             };
         }
@@ -66,6 +68,14 @@ internal static class FreshProcess
             new Dictionary<string, string> { [ModeVariable] = mode, [ArgumentVariable] = JsonSerializer.Serialize(args) },
             Path.GetDirectoryName(assembly));
         return (code, stdout + stderr);
+    }
+
+    /// <summary>Runs a child that writes a JSON report to <paramref name="reportPath"/>; asserts it succeeded and returns the report.</summary>
+    public static T RunForReport<T>(string mode, string reportPath, params string[] args)
+    {
+        var (code, output) = Run(mode, args);
+        Assert.True(code == 0, $"child ({mode}) exited with {code}: {output}");
+        return JsonSerializer.Deserialize<T>(File.ReadAllText(reportPath))!;
     }
 
     /// <summary>Starts this assembly as a child in <paramref name="mode"/> without waiting (standard output redirected): for tests that kill it.</summary>

@@ -1,5 +1,4 @@
 using System.IO.Compression;
-using System.Runtime.CompilerServices;
 using System.Text.Json;
 using Microsoft.ML;
 using Microsoft.ML.Data;
@@ -169,7 +168,7 @@ public class SavedClassifierScoringTests(ITestOutputHelper output)
 
     // ---- Child process: load, PredictionEngine, Transform, Evaluate, list native libraries ------------------------
 
-    const string ChildVariable = "MLNET_IMAGETRANSFER_SAVED_SCORING_CHILD";
+    internal const string ChildMode = "saved-classifier-scoring";
 
     public sealed class ChildReport
     {
@@ -185,60 +184,36 @@ public class SavedClassifierScoringTests(ITestOutputHelper output)
         public List<string> ManagedAssemblies { get; set; } = [];
     }
 
-    ChildReport RunChild(string modelPath, string rowsPath, string reportPath, bool touchTorchSharp = false)
-    {
-        var assembly = typeof(SavedClassifierScoringTests).Assembly.Location;
-        var (code, stdout, stderr) = ChildProcess.RunDotnet(["exec", assembly], TimeSpan.FromMinutes(3),
-            new Dictionary<string, string> { [ChildVariable] = JsonSerializer.Serialize(new[] { modelPath, rowsPath, reportPath, touchTorchSharp ? "torch" : "" }) },
-            Path.GetDirectoryName(assembly));
-        Assert.True(code == 0, $"child exited with {code}: {stdout}{stderr}");
-        return JsonSerializer.Deserialize<ChildReport>(File.ReadAllText(reportPath))!;
-    }
+    static ChildReport RunChild(string modelPath, string rowsPath, string reportPath, bool touchTorchSharp = false)
+        => FreshProcess.RunForReport<ChildReport>(ChildMode, reportPath, modelPath, rowsPath, reportPath, touchTorchSharp ? "torch" : "");
 
-#pragma warning disable CA2255 // The documented entry of the child process (see Persistence/FreshProcess.cs for the pattern).
-    [ModuleInitializer]
-#pragma warning restore CA2255
-    internal static void RunIfChild()
+    /// <summary>The child (<see cref="FreshProcess"/>): args = model, rows JSON, report path, "torch" to rebuild the TorchSharp network too.</summary>
+    internal static int RunChildProcess(string[] args)
     {
-        var arguments = Environment.GetEnvironmentVariable(ChildVariable);
-        if (string.IsNullOrEmpty(arguments)) return;
-        new Thread(() =>
+        var ml = new MLContext().RegisterImageTransfer();
+        var model = ml.Model.Load(args[0], out var inputSchema);
+        var rows = JsonSerializer.Deserialize<List<Row>>(File.ReadAllText(args[1]))!;
+        var report = new ChildReport { Engine = ClassifierOf(model).Engine.ToString() };
+
+        var engine = ml.Model.CreatePredictionEngine<Row, Prediction>(model, inputSchema);
+        foreach (var row in rows)
         {
-            int exitCode = 0;
-            try
-            {
-                var args = JsonSerializer.Deserialize<string[]>(arguments)!;
-                var ml = new MLContext().RegisterImageTransfer();
-                var model = ml.Model.Load(args[0], out var inputSchema);
-                var rows = JsonSerializer.Deserialize<List<Row>>(File.ReadAllText(args[1]))!;
-                var report = new ChildReport { Engine = ClassifierOf(model).Engine.ToString() };
+            var p = engine.Predict(row);
+            report.EngineScores.Add(p.Score.ToArray());
+            report.EngineLabels.Add(p.PredictedLabel);
+        }
+        var scored = model.Transform(ml.Data.LoadFromEnumerable(rows));
+        report.TransformScores = scored.GetColumn<float[]>("Score").ToList();
+        report.TransformLabels = scored.GetColumn<string>("PredictedLabel").ToList();
+        var metrics = ml.MulticlassClassification.Evaluate(scored);
+        report.MicroAccuracy = metrics.MicroAccuracy;
+        report.LogLoss = metrics.LogLoss;
+        report.ConfusionTable = metrics.ConfusionMatrix.GetFormattedConfusionTable();
+        if (args[3] == "torch") _ = ClassifierOf(model).Classifier.Network.parameters().Count();
 
-                var engine = ml.Model.CreatePredictionEngine<Row, Prediction>(model, inputSchema);
-                foreach (var row in rows)
-                {
-                    var p = engine.Predict(row);
-                    report.EngineScores.Add(p.Score.ToArray());
-                    report.EngineLabels.Add(p.PredictedLabel);
-                }
-                var scored = model.Transform(ml.Data.LoadFromEnumerable(rows));
-                report.TransformScores = scored.GetColumn<float[]>("Score").ToList();
-                report.TransformLabels = scored.GetColumn<string>("PredictedLabel").ToList();
-                var metrics = ml.MulticlassClassification.Evaluate(scored);
-                report.MicroAccuracy = metrics.MicroAccuracy;
-                report.LogLoss = metrics.LogLoss;
-                report.ConfusionTable = metrics.ConfusionMatrix.GetFormattedConfusionTable();
-                if (args[3] == "torch") _ = ClassifierOf(model).Classifier.Network.parameters().Count();
-
-                report.NativeLibraries = NativeLibraries.Mapped();
-                report.ManagedAssemblies = AppDomain.CurrentDomain.GetAssemblies().Select(a => a.GetName().Name!).Order().ToList();
-                File.WriteAllText(args[2], JsonSerializer.Serialize(report));
-            }
-            catch (Exception e)
-            {
-                Console.Error.WriteLine(e);
-                exitCode = 3;
-            }
-            Environment.Exit(exitCode);
-        }) { IsBackground = false, Name = "saved classifier scoring child" }.Start();
+        report.NativeLibraries = NativeLibraries.Mapped();
+        report.ManagedAssemblies = AppDomain.CurrentDomain.GetAssemblies().Select(a => a.GetName().Name!).Order().ToList();
+        File.WriteAllText(args[2], JsonSerializer.Serialize(report));
+        return 0;
     }
 }
