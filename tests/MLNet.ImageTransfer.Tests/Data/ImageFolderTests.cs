@@ -69,4 +69,22 @@ public class ImageFolderTests
         var other = ml.Data.CreateEnumerable<ImageFolderEntry>(ImageFolder.StratifiedSplit(ml, data, 0.25, seed: 5).TestSet, false).Select(e => e.ImagePath);
         Assert.NotEqual(test.Select(e => e.ImagePath), other);
     }
+
+    [Fact]
+    public void Workflow_rows_resolve_absolute_paths_as_they_are_read_and_keep_the_row_count()
+    {
+        var root = MakeFolder(("ant/a.png", Png1x1), ("ant/b.png", Png1x1), ("bee/c.png", Png1x1));
+        var scan = ImageFolder.Scan(root);
+        var rows = AbsolutePathRows.Of(scan);
+
+        var view = new MLContext().Data.LoadFromEnumerable(rows);
+        Assert.Equal(3, view.GetRowCount()); // ML.NET knows the count (the trainer sizes its cache from it)
+        var paths = view.GetColumn<string>(ImageFolder.ImagePathColumn).ToArray();
+        Assert.Equal(scan.Images.Select(e => Path.Combine(scan.Root, e.ImagePath)), paths);
+        Assert.All(paths, p => Assert.True(Path.IsPathRooted(p) && File.Exists(p), p));
+        Assert.Equal(["ant", "ant", "bee"], view.GetColumn<string>(ImageFolder.LabelColumn));
+        Assert.Equal(paths, view.GetColumn<string>(ImageFolder.ImagePathColumn)); // a second pass reads the same rows
+        Assert.All(scan.Images, e => Assert.False(Path.IsPathRooted(e.ImagePath))); // the scan itself keeps relative paths
+        Assert.Throws<NotSupportedException>(() => rows.Add(new ImageFolderEntry()));
+    }
 }
