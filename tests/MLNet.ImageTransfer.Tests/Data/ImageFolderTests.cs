@@ -1,4 +1,5 @@
 using Microsoft.ML;
+using Microsoft.ML.Data;
 using MLNet.ImageTransfer.Data;
 
 namespace MLNet.ImageTransfer.Tests.Data;
