@@ -244,6 +244,7 @@ public sealed class PretrainedWeightFile : IDisposable
         var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         foreach (var (k, v) in Tensors) if (!k.StartsWith("features.", StringComparison.Ordinal)) result[k] = v;
         int from = 0, to = 0;
+        using var identityVariance = (1.0 - ArchitectureConfig.TorchBatchNormEpsilon).ToScalar(); // rooted across the native calls (TorchScalars)
         foreach (var width in vgg.Layers)
         {
             if (width == VggConfig.MaxPool) { from++; to++; continue; }
@@ -253,7 +254,7 @@ public sealed class PretrainedWeightFile : IDisposable
             result[$"features.{to + 1}.weight"] = Add(ones(width));
             result[$"features.{to + 1}.bias"] = Add(zeros(width));
             result[$"features.{to + 1}.running_mean"] = Add(zeros(width));
-            result[$"features.{to + 1}.running_var"] = Add(full(width, 1.0 - ArchitectureConfig.TorchBatchNormEpsilon, ScalarType.Float32));
+            result[$"features.{to + 1}.running_var"] = Add(full(width, identityVariance, ScalarType.Float32));
             result[$"features.{to + 1}.num_batches_tracked"] = Add(tensor(0L));
             from += 2;
             to += 3;

@@ -47,7 +47,8 @@ internal static class TorchvisionKeyVariants
         {
             // [out, C, k, k] convolution over the pooled map = Linear over its C·k·k flattened values (PyTorch's order).
             if (convWeight.dim() != 4) return convWeight;
-            var flat = convWeight.reshape(convWeight.shape[0], -1).contiguous();
+            using var view = convWeight.reshape(convWeight.shape[0], -1); // named and disposed, not a temporary: see PyTorchCheckpoint.Extract
+            var flat = view.contiguous();
             convWeight.Dispose();
             return flat;
         }

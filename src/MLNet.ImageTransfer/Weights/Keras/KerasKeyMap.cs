@@ -208,7 +208,13 @@ internal static class KerasKeyMap
                 throw new WeightFileException(path, $"fc1 takes {inFeatures} inputs, which is not a square feature map of the last block's {lastChannels} channels.");
             poolSize = p;
             classifierWidth = (int)fc1Kernel.shape[1];
-            b.Dense(fc1, "classifier.0", kernel => kernel.reshape(p, p, lastChannels, -1).permute(3, 2, 0, 1).reshape(-1, (long)p * p * lastChannels));
+            b.Dense(fc1, "classifier.0", kernel =>
+            {
+                // Named, disposed views rather than temporaries: see PyTorchCheckpoint.Extract.
+                using var unflattened = kernel.reshape(p, p, lastChannels, -1);
+                using var channelsFirst = unflattened.permute(3, 2, 0, 1);
+                return channelsFirst.reshape(-1, (long)p * p * lastChannels);
+            });
             b.Note($"fc1's inputs re-ordered from Keras' channels-last flatten to PyTorch's channels-first ({p}×{p}×{lastChannels})");
         }
         if (dense.TryGetValue("fc2", out var fc2)) b.Dense(fc2, "classifier.3");
@@ -244,7 +250,8 @@ internal static class KerasKeyMap
             var kernel = Find(layer, "kernel", 0);
             if (kernel.dim() != 4) throw new WeightFileException(path, $"layer '{layer.Name}' has a {kernel.dim()}-D kernel; a Conv2D kernel is 4-D (HWIO).");
             int outChannels = (int)kernel.shape[3];
-            Add(prefix + ".weight", kernel.permute(3, 2, 0, 1).contiguous());
+            using var oihw = kernel.permute(3, 2, 0, 1); // a named, disposed view rather than a temporary: see PyTorchCheckpoint.Extract
+            Add(prefix + ".weight", oihw.contiguous());
             if (TryFind(layer, "bias", 1) is { } bias)
             {
                 if (!biasAllowed) _notes.Add($"layer '{layer.Name}' has a bias, which the torchvision layout has no place for");
@@ -275,7 +282,9 @@ internal static class KerasKeyMap
         public void Dense(KerasLayer layer, string prefix, Func<Tensor, Tensor>? kernelToWeight = null)
         {
             var kernel = DenseKernel(layer);
-            Add(prefix + ".weight", kernelToWeight is null ? kernel.t().contiguous() : kernelToWeight(kernel).contiguous());
+            // A named, disposed intermediate rather than a temporary: see PyTorchCheckpoint.Extract.
+            using var weight = kernelToWeight is null ? kernel.t() : kernelToWeight(kernel);
+            Add(prefix + ".weight", weight.contiguous());
             if (TryFind(layer, "bias", 1) is { } bias) Add(prefix + ".bias", bias.clone());
         }
 

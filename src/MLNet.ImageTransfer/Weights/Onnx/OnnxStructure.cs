@@ -279,7 +279,8 @@ internal sealed class OnnxStructure
         Emit(key + ".weight", ones(c));
         Emit(key + ".bias", bias);
         Emit(key + ".running_mean", zeros(c));
-        Emit(key + ".running_var", full(c, 1.0 - ArchitectureConfig.TorchBatchNormEpsilon, ScalarType.Float32));
+        using var identityVariance = (1.0 - ArchitectureConfig.TorchBatchNormEpsilon).ToScalar(); // rooted across the native call (TorchScalars)
+        Emit(key + ".running_var", full(c, identityVariance, ScalarType.Float32));
         Emit(key + ".num_batches_tracked", tensor(0L));
     }
 
@@ -309,9 +310,12 @@ internal sealed class OnnxStructure
                             {
                                 _used.Add(add);
                                 var bt = add.Inputs.Select(Resolve).First(_constants.ContainsKey);
-                                b = _constants[bt].ToFloat32(_source).flatten();
+                                using var bias = _constants[bt].ToFloat32(_source);
+                                b = bias.flatten();
                             }
-                            return (w.t().contiguous(), b);
+                            // Named, disposed views rather than temporaries: see PyTorchCheckpoint.Extract.
+                            using var transposed = w.t();
+                            return (transposed.contiguous(), b);
                         }
                     }));
                     break;
@@ -324,7 +328,8 @@ internal sealed class OnnxStructure
                     list.Add((n, () =>
                     {
                         using var weight = Const(n, 1, "weight").ToFloat32(_source);
-                        return (weight.reshape(weight.shape[0], weight.shape[1]).clone(), OptionalConst(n, 2)?.ToFloat32(_source));
+                        using var matrix = weight.reshape(weight.shape[0], weight.shape[1]);
+                        return (matrix.clone(), OptionalConst(n, 2)?.ToFloat32(_source));
                     }));
                     break;
                 }
@@ -340,11 +345,32 @@ internal sealed class OnnxStructure
         if ((n.Int("transA") ?? 0) != 0) throw Error($"{n} transposes its input (transA=1); not a Linear layer.");
         using var b = Const(n, 1, "weight").ToFloat32(_source);
         if (b.dim() != 2) throw Error($"{n} has a {b.dim()}-D weight.");
-        var weight = (n.Int("transB") ?? 0) == 1 ? b.clone() : b.t().contiguous();
-        var bias = OptionalConst(n, 2)?.ToFloat32(_source).flatten();
+        // Named, disposed intermediates and scalars rather than temporaries: TorchSharp keeps neither alive across the
+        // native call (see PyTorchCheckpoint.Extract and TorchScalars).
+        Tensor weight;
+        if ((n.Int("transB") ?? 0) == 1) weight = b.clone();
+        else
+        {
+            using var transposed = b.t();
+            weight = transposed.contiguous();
+        }
+        Tensor? bias = null;
+        if (OptionalConst(n, 2) is { } biasConst)
+        {
+            using var raw = biasConst.ToFloat32(_source);
+            bias = raw.flatten();
+        }
         float alpha = n.Float("alpha") ?? 1f, beta = n.Float("beta") ?? 1f;
-        if (alpha != 1f) weight.mul_(alpha);
-        if (bias is not null && beta != 1f) bias.mul_(beta);
+        if (alpha != 1f)
+        {
+            using var a = alpha.ToScalar();
+            weight.mul_(a);
+        }
+        if (bias is not null && beta != 1f)
+        {
+            using var s = beta.ToScalar();
+            bias.mul_(s);
+        }
         return (weight, bias);
     }
 

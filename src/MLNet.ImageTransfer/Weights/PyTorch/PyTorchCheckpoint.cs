@@ -347,9 +347,16 @@ internal static class PyTorchCheckpoint
                 if (k is not string key) { skipped.Add(k.ToString() ?? "?"); continue; }
                 if (v is not TensorRef r) { skipped.Add(key); continue; }
                 var storage = loadStorage(r.Storage);
-                var tensor = r.Size.Aggregate(1L, (a, d) => a * d) == 0
-                    ? empty(r.Size, storage.dtype, CPU)
-                    : storage.as_strided(r.Size, r.Stride, r.Storage.ElementOffset + r.Offset).clone();
+                Tensor tensor;
+                if (r.Size.Aggregate(1L, (a, d) => a * d) == 0) tensor = empty(r.Size, storage.dtype, CPU);
+                else
+                {
+                    // The view is named and disposed, never a temporary: TorchSharp's clone() does not keep its receiver
+                    // alive, so an unnamed view can be finalized (its native handle freed) by a collection on another
+                    // thread while libtorch clones it — a segfault in at::native::clone (see TorchScalars).
+                    using var view = storage.as_strided(r.Size, r.Stride, r.Storage.ElementOffset + r.Offset);
+                    tensor = view.clone();
+                }
                 if (tensors.ContainsKey(key)) { tensor.Dispose(); throw new WeightFileException(path, $"the state dict has the key '{key}' twice."); }
                 tensors.Add(key, tensor);
                 entries.Add(new WeightTensorInfo(key, DTypeName(r.Storage.DType), r.Size));
