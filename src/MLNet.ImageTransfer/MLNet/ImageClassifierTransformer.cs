@@ -38,7 +38,7 @@ public enum ClassifierScoringEngine
 /// network, for explanations, export or further training) is rebuilt from the saved initializers on first use; a
 /// loaded transformer keeps scoring and saving what was loaded.</para>
 /// </remarks>
-public sealed class ImageClassifierTransformer : ImageBatchTransformer, IDisposable
+public sealed class ImageClassifierTransformer : ImageBatchTransformer
 {
     /// <summary>v1: weights.safetensors (TorchSharp scoring). v2: model.onnx + extra-state.safetensors (ONNX Runtime scoring).</summary>
     internal static readonly ModelEntryFormat Format = new("IMGTRANSFER-CLASSIFIER", "IMGCLSFR", version: 2, minReadableVersion: 1, load: Load);
@@ -52,7 +52,6 @@ public sealed class ImageClassifierTransformer : ImageBatchTransformer, IDisposa
     // Exactly one of the two scorers. _saved: loaded from a v2 file; the TorchSharp classifier is built on demand.
     readonly Lazy<FittedClassifier> _classifier;
     readonly SavedNetwork? _saved;
-    int _disposed;
 
     internal ImageClassifierTransformer(IHostEnvironment env, FittedClassifier classifier, string imageColumnName, string scoreColumnName, string predictedLabelColumnName)
         : this(env, classifier.Description, imageColumnName, scoreColumnName, predictedLabelColumnName, new Lazy<FittedClassifier>(classifier), saved: null)
@@ -80,14 +79,7 @@ public sealed class ImageClassifierTransformer : ImageBatchTransformer, IDisposa
     /// loaded model it is rebuilt from the saved ONNX initializers on first access, which loads libtorch; scoring does
     /// not need it.
     /// </summary>
-    public FittedClassifier Classifier
-    {
-        get
-        {
-            ObjectDisposedException.ThrowIf(_disposed != 0, this);
-            return _classifier.Value;
-        }
-    }
+    public FittedClassifier Classifier => _classifier.Value;
 
     /// <summary>What computes the scores: TorchSharp for a model trained in this process, ONNX Runtime for a loaded one.</summary>
     public ClassifierScoringEngine Engine => _saved is null ? ClassifierScoringEngine.TorchSharp : ClassifierScoringEngine.OnnxRuntime;
@@ -104,10 +96,7 @@ public sealed class ImageClassifierTransformer : ImageBatchTransformer, IDisposa
 
     /// <summary>Class probabilities for each image, in <see cref="ClassNames"/> order, from <see cref="Engine"/>.</summary>
     public float[][] PredictProbabilities(IReadOnlyList<MLImage> images)
-    {
-        ObjectDisposedException.ThrowIf(_disposed != 0, this);
-        return _saved is not null ? _saved.Scorer.PredictProbabilities(images) : Classifier.PredictProbabilities(images);
-    }
+        => _saved is not null ? _saved.Scorer.PredictProbabilities(images) : Classifier.PredictProbabilities(images);
 
     protected override int OutputLength => ClassNames.Count;
 
@@ -131,15 +120,9 @@ public sealed class ImageClassifierTransformer : ImageBatchTransformer, IDisposa
         ]);
     }
 
-    /// <summary>
-    /// Releases the TorchSharp network (if built) and the ONNX Runtime session now instead of at finalization: both
-    /// hold native memory the GC does not see. ML.NET's <c>TransformerChain</c> disposes its parts, so
-    /// <c>using var model = pipeline.Fit(data);</c> works. Scoring or <see cref="Classifier"/> afterwards throws
-    /// <see cref="ObjectDisposedException"/>.
-    /// </summary>
-    public void Dispose()
+    /// <summary>Disposes the TorchSharp network (if built) and the ONNX Runtime session, for a transformer nothing else uses.</summary>
+    internal void ReleaseResources()
     {
-        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
         if (_classifier.IsValueCreated) _classifier.Value.Dispose();
         _saved?.Scorer.Dispose();
     }

@@ -97,5 +97,5 @@ internal sealed class InitialModelFile : IDisposable
     }
 
     /// <summary>Frees the saved network (rebuilt only to be copied).</summary>
-    public void Dispose() => _transformer.Dispose();
+    public void Dispose() => _transformer.ReleaseResources();
 }

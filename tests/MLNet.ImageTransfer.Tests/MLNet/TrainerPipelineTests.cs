@@ -68,22 +68,6 @@ public class TrainerPipelineTests
     }
 
     [Fact]
-    public void Disposing_the_fitted_chain_releases_the_classifier_and_scoring_afterwards_says_so()
-    {
-        var ml = new MLContext(seed: 1);
-        var root = TestData.ShapesFolder();
-        var (model, _, test, _) = Fit(ml, TestData.TinyOptions(), root);
-        var classifier = ((IEnumerable<ITransformer>)model).SelectMany(t => t as IEnumerable<ITransformer> ?? [t]).OfType<ImageClassifierTransformer>().Single();
-        Assert.NotEmpty(model.Transform(test).GetColumn<float[]>("Score"));
-
-        ((IDisposable)model).Dispose(); // TransformerChain disposes its parts, as for ML.NET's own OnnxTransformer
-        Assert.Throws<ObjectDisposedException>(() => classifier.Classifier);
-        var error = Assert.ThrowsAny<Exception>(() => model.Transform(test).GetColumn<float[]>("Score").ToList());
-        Assert.IsType<ObjectDisposedException>(error.GetBaseException());
-        classifier.Dispose(); // a second dispose is harmless
-    }
-
-    [Fact]
     public void Saved_model_reproduces_the_trainers_own_validation_numbers()
     {
         // Preprocessing is part of the model: the loss and accuracy the training loop computed on the validation images
