@@ -49,4 +49,18 @@ internal static class TestData
     /// <summary>MapValueToKey(Label) → LoadImages(Image) on relative paths under <paramref name="root"/>.</summary>
     public static IEstimator<ITransformer> Prefix(MLContext ml, string root)
         => ml.Transforms.Conversion.MapValueToKey("Label").Append(ml.Transforms.LoadImages("Image", root, "ImagePath"));
+
+    /// <summary>
+    /// The whole classification pipeline (<see cref="Prefix"/> → the tiny ImageTransfer trainer → PredictedLabel back to
+    /// class names) fitted on every image under <paramref name="root"/>; returns the model and the data it was fitted on.
+    /// </summary>
+    public static (ITransformer Model, IDataView Data) FitTinyPipeline(MLContext ml, string root, int epochs)
+    {
+        var all = ImageFolder.Load(ml, root);
+        var model = Prefix(ml, root)
+            .Append(ml.MulticlassClassification.Trainers.ImageTransfer(TinyOptions(epochs)))
+            .Append(ml.Transforms.Conversion.MapKeyToValue("PredictedLabel"))
+            .Fit(all);
+        return (model, all);
+    }
 }

@@ -24,11 +24,7 @@ public class OnnxPipelineTests(ITestOutputHelper output)
     {
         var root = TestData.ShapesFolder(perClass: 8, size: 32);
         var ml = new MLContext(seed: 1);
-        var all = ImageFolder.Load(ml, root);
-        var model = TestData.Prefix(ml, root)
-            .Append(ml.MulticlassClassification.Trainers.ImageTransfer(TestData.TinyOptions(epochs: 1)))
-            .Append(ml.Transforms.Conversion.MapKeyToValue("PredictedLabel"))
-            .Fit(all);
+        var (model, all) = TestData.FitTinyPipeline(ml, root, epochs: 1);
         var path = Path.Combine(TestData.NewTempDir("onnx-pipeline"), "model.zip");
         ml.Model.Save(model, all.Schema, path);
         return (root, path, ImageClassificationWorkflow.FindClassifier(model).ClassNames.ToArray());

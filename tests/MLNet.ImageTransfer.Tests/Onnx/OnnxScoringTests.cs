@@ -26,11 +26,7 @@ public class OnnxScoringTests(ITestOutputHelper output)
     {
         var root = TestData.ShapesFolder(perClass: 8, size: 48);
         var ml = new MLContext(seed: 1);
-        var all = ImageFolder.Load(ml, root);
-        var model = TestData.Prefix(ml, root)
-            .Append(ml.MulticlassClassification.Trainers.ImageTransfer(TestData.TinyOptions(epochs: 1)))
-            .Append(ml.Transforms.Conversion.MapKeyToValue("PredictedLabel"))
-            .Fit(all);
+        var (model, all) = TestData.FitTinyPipeline(ml, root, epochs: 1);
         var dir = TestData.NewTempDir("onnx-scoring");
         var torchZip = Path.Combine(dir, "torchsharp.zip");
         var onnxZip = Path.Combine(dir, "onnx.zip");

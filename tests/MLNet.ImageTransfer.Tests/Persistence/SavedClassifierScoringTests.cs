@@ -39,11 +39,7 @@ public class SavedClassifierScoringTests(ITestOutputHelper output)
     {
         var root = TestData.ShapesFolder(perClass: 6, size: 32);
         var ml = new MLContext(seed: 1);
-        var all = ImageFolder.Load(ml, root);
-        var model = TestData.Prefix(ml, root)
-            .Append(ml.MulticlassClassification.Trainers.ImageTransfer(TestData.TinyOptions(epochs: 2)))
-            .Append(ml.Transforms.Conversion.MapKeyToValue("PredictedLabel"))
-            .Fit(all);
+        var (model, all) = TestData.FitTinyPipeline(ml, root, epochs: 2);
         var zip = Path.Combine(TestData.NewTempDir("saved-classifier"), "model.zip");
         ml.Model.Save(model, all.Schema, zip);
         return new Trained(zip, ml.Data.CreateEnumerable<Row>(all, false).ToList(), model, ml);
