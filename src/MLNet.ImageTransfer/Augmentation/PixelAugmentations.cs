@@ -191,7 +191,9 @@ public sealed record GaussianBlur(int KernelSize, ParameterRange Sigma) : PixelA
             for (int k = 0; k < kernelSize; k++) sum += kernels[i * kernelSize + k] = (float)Math.Exp(-0.5 * Math.Pow((k - half) / sigmas[i], 2));
             for (int k = 0; k < kernelSize; k++) kernels[i * kernelSize + k] /= (float)sum;
         }
-        // Depthwise convolution: every (image, channel) plane is a group with its image's kernel.
+        // Depthwise convolution: every (image, channel) plane is a group with its image's kernel. Augmentation can run
+        // before (or without) any network, so it asks for the engine check itself.
+        Engine.ConvolutionEngineCheck.EnsureChecked();
         var kernel = tensor(kernels).view(n, 1, kernelSize).repeat_interleave(c, 0); // [N·C, 1, k]
         var planes = x.reshape(1, n * c, h, w);
         var padded = nn.functional.pad(planes, [half, half, half, half], PaddingModes.Reflect);

@@ -49,6 +49,7 @@ internal static class FreshProcess
                 Memory.NativeAllocatorTests.ChildMode => Memory.NativeAllocatorTests.RunChild(args),
                 SavedClassifierScoringTests.ChildMode => SavedClassifierScoringTests.RunChildProcess(args),
                 Onnx.OnnxScoringTests.ChildMode => Onnx.OnnxScoringTests.RunChildProcess(args),
+                Platform.ConvolutionEngineCheckTests.ChildMode => Platform.ConvolutionEngineCheckTests.RunChild(args),
                 _ => 2,
             };
         }
@@ -61,12 +62,15 @@ internal static class FreshProcess
     }
 
     /// <summary>Starts this assembly as a child in <paramref name="mode"/>; returns its exit code and output.</summary>
-    public static (int ExitCode, string Output) Run(string mode, params string[] args)
+    public static (int ExitCode, string Output) Run(string mode, params string[] args) => Run(mode, args, environment: null);
+
+    /// <summary>As <see cref="Run(string, string[])"/>, with extra environment variables for the child.</summary>
+    public static (int ExitCode, string Output) Run(string mode, string[] args, IReadOnlyDictionary<string, string>? environment)
     {
         var assembly = typeof(FreshProcess).Assembly.Location;
-        var (code, stdout, stderr) = ChildProcess.RunDotnet(["exec", assembly], TimeSpan.FromMinutes(3),
-            new Dictionary<string, string> { [ModeVariable] = mode, [ArgumentVariable] = JsonSerializer.Serialize(args) },
-            Path.GetDirectoryName(assembly));
+        var variables = new Dictionary<string, string> { [ModeVariable] = mode, [ArgumentVariable] = JsonSerializer.Serialize(args) };
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>()) variables[name] = value;
+        var (code, stdout, stderr) = ChildProcess.RunDotnet(["exec", assembly], TimeSpan.FromMinutes(3), variables, Path.GetDirectoryName(assembly));
         return (code, stdout + stderr);
     }
 
