@@ -10,7 +10,7 @@ namespace MLNet.ImageTransfer.Cli.Commands;
 /// <summary>The training flags shared by <c>train</c> and <c>demo</c> (Keras/timm vocabulary), and their mapping to Options.</summary>
 internal sealed class TrainingFlags
 {
-    public Option<string> Arch { get; } = new("--arch") { Description = $"Architecture: {string.Join(", ", Architectures.Names)}", DefaultValueFactory = _ => "densenet121" };
+    public Option<string?> Arch { get; } = new("--arch") { Description = $"Architecture: {string.Join(", ", Architectures.Names)}. Default: the one --weights holds, else densenet121" };
     public Option<FileInfo?> Weights { get; } = new("--weights") { Description = "Pretrained weights to start from: safetensors, PyTorch .pth/.pt, Keras .h5 or ONNX (see 'weights inspect')" };
     public Option<FileInfo?> InitModel { get; } = new("--init-model") { Description = "Continue training from a model .zip saved by 'train' (its weights, architecture, head and preprocessing; --arch defaults to its architecture, --image-size to its size). Other classes: backbone kept, classifier re-initialised" };
     public Option<int> ImageSize { get; } = new("--image-size") { Description = "Network input size in pixels", DefaultValueFactory = _ => 224 };
@@ -88,17 +88,17 @@ internal sealed class TrainingFlags
         {
             var saved = ImageClassificationWorkflow.ReadDescription(initial);
             // Without --arch: build the saved model's architecture (named or custom).
-            if (r.GetResult(Arch) is null or { Implicit: true }) options.CustomArchitecture = saved.Architecture;
+            if (r.GetValue(Arch) is null) options.CustomArchitecture = saved.Architecture;
             // An explicit --image-size keeps the saved normalisation at another resolution (otherwise the saved preprocessing is used).
             if (options.Preprocessing is null && r.GetResult(ImageSize) is { Implicit: false })
-                options.Preprocessing = saved.Preprocessing with { ImageSize = options.ImageSize };
+                options.Preprocessing = saved.Preprocessing.AtImageSize(options.ImageSize);
         }
         return options;
     }
 
     ImageTransferTrainer.Options BaseOptions(ParseResult r) => new()
     {
-        Architecture = r.GetValue(Arch)!,
+        Architecture = r.GetValue(Arch),
         Weights = r.GetValue(Weights)?.FullName,
         InitialModel = r.GetValue(InitModel)?.FullName,
         ImageSize = r.GetValue(ImageSize),

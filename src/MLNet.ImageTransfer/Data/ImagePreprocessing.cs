@@ -16,7 +16,8 @@ public enum ChannelOrder { Rgb, Bgr }
 /// How an image becomes the network's input tensor: geometry, channel order, scaling and normalisation. It is part of
 /// every fitted model and saved with it, so training, evaluation and scoring use the same numbers. Presets are paired
 /// with the weight sources whose training used them (Keras' <c>preprocess_input</c> modes, torchvision's transforms).
-/// The network input is <c>((pixel * Scale) - Mean[c]) / Std[c]</c> for pixel values 0–255 in <see cref="Channels"/> order.
+/// The network input is <c>((pixel * Scale) - Mean[c]) / Std[c]</c> for pixel values 0–255 in <see cref="Channels"/> order
+/// — or, with a <see cref="MeanImage"/>, <c>((pixel * Scale) - MeanImage[c, y, x]) / Std[c]</c>.
 /// </summary>
 public sealed record ImagePreprocessing
 {
@@ -31,6 +32,21 @@ public sealed record ImagePreprocessing
     public float Scale { get; init; } = 1f / 255f;
     public float[] Mean { get; init; } = [0f, 0f, 0f];
     public float[] Std { get; init; } = [1f, 1f, 1f];
+
+    /// <summary>
+    /// A per-pixel mean subtracted instead of <see cref="Mean"/>: 3 × <see cref="ImageSize"/>² values, channel-major in
+    /// <see cref="Channels"/> order. ML.NET's pretrained ResNet18 was trained on images minus a mean image (read from
+    /// the package's preprocessing graph, see <see cref="Weights.MLNetResNet18"/>); <see cref="Mean"/> then holds its
+    /// per-channel averages, for display. Null (every other preset): <see cref="Mean"/> is subtracted.
+    /// </summary>
+    [JsonConverter(typeof(Float32ArrayAsBase64))]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public float[]? MeanImage { get; init; }
+
+    /// <summary>What is subtracted after scaling, with the shape it broadcasts as over a batch [N,3,S,S].</summary>
+    internal (float[] Values, long[] Shape) Centering => MeanImage is { } image
+        ? (image, [1, 3, ImageSize, ImageSize])
+        : (Mean, [1, 3, 1, 1]);
 
     /// <summary>torchvision / timm ImageNet weights: RGB, /255, mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225).</summary>
     public static ImagePreprocessing TorchVision(int imageSize = 224) => new()
@@ -73,6 +89,13 @@ public sealed record ImagePreprocessing
         _ => throw new ArgumentException($"Unknown preprocessing preset '{name}'. Known: torchvision, keras-caffe, keras-torch, keras-tf, rescale."),
     };
 
+    /// <summary>The same preprocessing at another input size; a <see cref="MeanImage"/> is resized as the images are (bilinear, antialiased).</summary>
+    public ImagePreprocessing AtImageSize(int imageSize) => imageSize == ImageSize ? this : this with
+    {
+        ImageSize = imageSize,
+        MeanImage = MeanImage is null ? null : ImageTensors.ResizePlanes(MeanImage, ImageSize, imageSize),
+    };
+
     /// <summary>The intermediate size before the centre crop (torchvision: 256 for 224).</summary>
     [JsonIgnore]
     public int ResizeShorterSide => Resize == ResizeMode.ShorterSideThenCenterCrop ? (int)Math.Round(ImageSize / CropFraction) : ImageSize;
@@ -84,10 +107,34 @@ public sealed record ImagePreprocessing
         if (Mean is not { Length: 3 } || Std is not { Length: 3 }) throw new ArgumentException("Mean and Std need exactly three values (one per channel).");
         if (Std.Any(s => s == 0 || !float.IsFinite(s))) throw new ArgumentException("Std values must be finite and non-zero.");
         if (Scale == 0 || !float.IsFinite(Scale)) throw new ArgumentException("Scale must be finite and non-zero.");
+        if (MeanImage is { } image && image.Length != 3L * ImageSize * ImageSize)
+            throw new ArgumentException($"The mean image holds {image.Length} values; an image size of {ImageSize} needs 3 × {ImageSize}² = {3L * ImageSize * ImageSize}. " +
+                "A preprocessing with a mean image is made for one image size: take it again from its source at the new size.");
     }
 
     public bool Equals(ImagePreprocessing? other) => other is not null && Name == other.Name && ImageSize == other.ImageSize
         && Resize == other.Resize && CropFraction == other.CropFraction && Channels == other.Channels && Scale == other.Scale
-        && Mean.SequenceEqual(other.Mean) && Std.SequenceEqual(other.Std);
+        && Mean.SequenceEqual(other.Mean) && Std.SequenceEqual(other.Std)
+        && (MeanImage is null ? other.MeanImage is null : other.MeanImage is not null && MeanImage.AsSpan().SequenceEqual(other.MeanImage));
     public override int GetHashCode() => HashCode.Combine(Name, ImageSize, Resize, Channels, Scale);
+}
+
+/// <summary>Writes a large float array as the base64 of its little-endian float32 bytes (a mean image is 150,528 values).</summary>
+internal sealed class Float32ArrayAsBase64 : JsonConverter<float[]>
+{
+    public override float[] Read(ref System.Text.Json.Utf8JsonReader reader, Type typeToConvert, System.Text.Json.JsonSerializerOptions options)
+    {
+        var bytes = reader.GetBytesFromBase64();
+        if (bytes.Length % 4 != 0) throw new System.Text.Json.JsonException("A float32 array's bytes must be a multiple of 4.");
+        var values = new float[bytes.Length / 4];
+        for (int i = 0; i < values.Length; i++) values[i] = System.Buffers.Binary.BinaryPrimitives.ReadSingleLittleEndian(bytes.AsSpan(4 * i));
+        return values;
+    }
+
+    public override void Write(System.Text.Json.Utf8JsonWriter writer, float[] value, System.Text.Json.JsonSerializerOptions options)
+    {
+        var bytes = new byte[value.Length * 4];
+        for (int i = 0; i < value.Length; i++) System.Buffers.Binary.BinaryPrimitives.WriteSingleLittleEndian(bytes.AsSpan(4 * i), value[i]);
+        writer.WriteBase64StringValue(bytes);
+    }
 }

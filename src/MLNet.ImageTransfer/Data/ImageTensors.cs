@@ -67,6 +67,14 @@ public static class ImageTensors
         return nh == h && nw == w ? nchw.alias() : Interpolate(nchw, nh, nw);
     }
 
+    /// <summary>Three square planes of side <paramref name="from"/> (channel-major) resized to side <paramref name="to"/> as images are resized.</summary>
+    internal static float[] ResizePlanes(float[] planes, int from, int to)
+    {
+        using var scope = NewDisposeScope();
+        using var source = torch.tensor(planes).view(1, 3, from, from);
+        return Interpolate(source, to, to).contiguous().data<float>().ToArray();
+    }
+
     static Tensor Interpolate(Tensor nchw, long h, long w)
         => nn.functional.interpolate(nchw, new[] { h, w }, mode: InterpolationMode.Bilinear, align_corners: false,
             antialias: h < nchw.size(2) || w < nchw.size(3));
@@ -76,7 +84,8 @@ public static class ImageTensors
     {
         using var scope = NewDisposeScope();
         var x = batch.to(ScalarType.Float32, device ?? batch.device);
-        var mean = torch.tensor(preprocessing.Mean, device: x.device).view(1, 3, 1, 1);
+        var (centre, shape) = preprocessing.Centering;
+        var mean = torch.tensor(centre, device: x.device).view(shape);
         var std = torch.tensor(preprocessing.Std, device: x.device).view(1, 3, 1, 1);
         using var scale = preprocessing.Scale.ToScalar(); // kept alive to the end of the call (Engine/TorchScalars.cs)
         return x.mul(scale).sub_(mean).div_(std).MoveToOuterDisposeScope();

@@ -52,7 +52,7 @@ public sealed class ImageFeaturizerOptions
 
     // Without an explicit preprocessing: the one the weights were trained with (Keras .h5: keras-caffe / keras-torch; others: torchvision).
     internal ImagePreprocessing ResolvePreprocessing() => Preprocessing ?? (Weights is null ? ImagePreprocessing.TorchVision(ImageSize)
-        : WeightPreprocessing.Implied(PretrainedWeightFile.DetectFormat(Weights), ResolveArchitecture().Family, ImageSize));
+        : WeightPreprocessing.ImpliedBy(Weights, ResolveArchitecture().Family, ImageSize));
 
     internal void Validate()
     {

@@ -70,8 +70,20 @@ public abstract class ImageTransferTrainerOptions : TrainingOptions
     /// <summary>A custom configuration of this trainer's family instead of a named variant (e.g. a tiny network for tests).</summary>
     public ArchitectureConfig? CustomArchitecture { get; set; }
 
-    /// <summary>The configuration to build: <see cref="CustomArchitecture"/> or the named variant.</summary>
+    /// <summary>The configuration to build: <see cref="CustomArchitecture"/>, the named variant, or the one the weights imply.</summary>
     internal abstract ArchitectureConfig ResolveArchitecture();
+
+    /// <summary>
+    /// The architecture <see cref="Weights"/> holds, when the user chose none: a weight file says what it is, so
+    /// <c>Weights</c> alone is enough to start from it. Null without weights or for a file of another family
+    /// (<paramref name="family"/>, when the trainer has one), where the trainer's default applies and loading explains the mismatch.
+    /// </summary>
+    private protected ArchitectureConfig? ArchitectureOfWeights(string? family = null)
+    {
+        if (Weights is null || !File.Exists(Weights)) return null;
+        var implied = global::MLNet.ImageTransfer.Weights.ArchitectureInference.OfFile(Weights).Architecture;
+        return family is null || implied?.Family == family ? implied : null;
+    }
 
     internal ImagePreprocessing ResolvePreprocessing()
         => global::MLNet.ImageTransfer.Weights.WeightPreprocessing.Resolve(Preprocessing, ImageSize, Weights, ResolveArchitecture().Family, AllowPreprocessingMismatch);

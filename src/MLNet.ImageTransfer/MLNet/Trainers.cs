@@ -13,11 +13,13 @@ public sealed class DenseNetTrainer : ImageTransferTrainerBase<DenseNetTrainer.O
 {
     public sealed class Options : ImageTransferTrainerOptions
     {
-        /// <summary>Which DenseNet. Default DenseNet121.</summary>
-        public DenseNetArchitecture Architecture { get; set; } = DenseNetArchitecture.DenseNet121;
+        /// <summary>Which DenseNet. Null (default): the one <see cref="ImageTransferTrainerOptions.Weights"/> holds, else DenseNet121.</summary>
+        public DenseNetArchitecture? Architecture { get; set; }
 
         internal override ArchitectureConfig ResolveArchitecture()
-            => CustomOfFamily<DenseNetConfig>(CustomArchitecture, nameof(DenseNetTrainer)) ?? Architectures.Get(Architecture.ToString().ToLowerInvariant());
+            => CustomOfFamily<DenseNetConfig>(CustomArchitecture, nameof(DenseNetTrainer))
+               ?? (Architecture is null ? ArchitectureOfWeights("densenet") : null)
+               ?? Architectures.Get((Architecture ?? DenseNetArchitecture.DenseNet121).ToString().ToLowerInvariant());
     }
 
     internal DenseNetTrainer(IHostEnvironment env, Options options) : base(env, options, nameof(DenseNetTrainer)) { }
@@ -28,11 +30,13 @@ public sealed class ResNetTrainer : ImageTransferTrainerBase<ResNetTrainer.Optio
 {
     public sealed class Options : ImageTransferTrainerOptions
     {
-        /// <summary>Which ResNet. Default ResNet50.</summary>
-        public ResNetArchitecture Architecture { get; set; } = ResNetArchitecture.ResNet50;
+        /// <summary>Which ResNet. Null (default): the one <see cref="ImageTransferTrainerOptions.Weights"/> holds (ML.NET's ResNet18 included), else ResNet50.</summary>
+        public ResNetArchitecture? Architecture { get; set; }
 
         internal override ArchitectureConfig ResolveArchitecture()
-            => CustomOfFamily<ResNetConfig>(CustomArchitecture, nameof(ResNetTrainer)) ?? Architectures.Get(Architecture.ToString().ToLowerInvariant());
+            => CustomOfFamily<ResNetConfig>(CustomArchitecture, nameof(ResNetTrainer))
+               ?? (Architecture is null ? ArchitectureOfWeights("resnet") : null)
+               ?? Architectures.Get((Architecture ?? ResNetArchitecture.ResNet50).ToString().ToLowerInvariant());
     }
 
     internal ResNetTrainer(IHostEnvironment env, Options options) : base(env, options, nameof(ResNetTrainer)) { }
@@ -43,11 +47,13 @@ public sealed class VggTrainer : ImageTransferTrainerBase<VggTrainer.Options>
 {
     public sealed class Options : ImageTransferTrainerOptions
     {
-        /// <summary>Which VGG. Default Vgg16.</summary>
-        public VggArchitecture Architecture { get; set; } = VggArchitecture.Vgg16;
+        /// <summary>Which VGG. Null (default): the one <see cref="ImageTransferTrainerOptions.Weights"/> holds, else Vgg16.</summary>
+        public VggArchitecture? Architecture { get; set; }
 
         internal override ArchitectureConfig ResolveArchitecture()
-            => CustomOfFamily<VggConfig>(CustomArchitecture, nameof(VggTrainer)) ?? Architectures.Get(Architecture.ToString().ToLowerInvariant().Replace("bn", "_bn"));
+            => CustomOfFamily<VggConfig>(CustomArchitecture, nameof(VggTrainer))
+               ?? (Architecture is null ? ArchitectureOfWeights("vgg") : null)
+               ?? Architectures.Get((Architecture ?? VggArchitecture.Vgg16).ToString().ToLowerInvariant().Replace("bn", "_bn"));
     }
 
     internal VggTrainer(IHostEnvironment env, Options options) : base(env, options, nameof(VggTrainer)) { }
@@ -58,10 +64,11 @@ public sealed class ImageTransferTrainer : ImageTransferTrainerBase<ImageTransfe
 {
     public sealed class Options : ImageTransferTrainerOptions
     {
-        /// <summary>Registered architecture name (see <see cref="Architectures.Names"/>). Default densenet121.</summary>
-        public string Architecture { get; set; } = "densenet121";
+        /// <summary>Registered architecture name (see <see cref="Architectures.Names"/>). Null (default): the one <see cref="ImageTransferTrainerOptions.Weights"/> holds, else densenet121.</summary>
+        public string? Architecture { get; set; }
 
-        internal override ArchitectureConfig ResolveArchitecture() => CustomArchitecture ?? Architectures.Get(Architecture);
+        internal override ArchitectureConfig ResolveArchitecture()
+            => CustomArchitecture ?? (Architecture is null ? ArchitectureOfWeights() : null) ?? Architectures.Get(Architecture ?? "densenet121");
     }
 
     internal ImageTransferTrainer(IHostEnvironment env, Options options) : base(env, options, nameof(ImageTransferTrainer)) { }

@@ -20,6 +20,11 @@ public static class Architectures
         ["resnet50"] = new ResNetConfig(ResNetBlock.Bottleneck, [3, 4, 6, 3]),
         ["resnet101"] = new ResNetConfig(ResNetBlock.Bottleneck, [3, 4, 23, 3]),
         ["resnet152"] = new ResNetConfig(ResNetBlock.Bottleneck, [3, 8, 36, 3]),
+        // ML.NET's pretrained ResNet18 (Microsoft.ML.DnnImageFeaturizer.ResNet18, exported by CNTK): a third block in the
+        // last stage. CNTK's "same" padding of a stride-2 layer pads as torchvision does at the start; at the end it pads
+        // one pixel less on even inputs (a pixel no window reaches) and the same on odd ones, so at every input size it
+        // computes what torchvision's symmetric padding does, and the variant needs no padding option.
+        ["resnet18_mlnet"] = new ResNetConfig(ResNetBlock.Basic, [2, 2, 2, 3]),
 
         // torchvision's cfgs "A", "B", "D", "E".
         ["vgg11"] = new VggConfig([64, M, 128, M, 256, 256, M, 512, 512, M, 512, 512, M], false),

@@ -48,7 +48,8 @@ internal sealed class TorchvisionOnnxWriter
         if (p.Channels == ChannelOrder.Bgr)
             x = _g.Node("Gather", "preprocess.bgr", shape, [x, _g.Initializer("preprocess.bgr_indices", new long[] { 2, 1, 0 }, 3)], Attr.Int("axis", 1));
         x = _g.Node("Mul", "preprocess.scaled", shape, [x, _g.Initializer("preprocess.scale", [p.Scale], 1, 1, 1, 1)]);
-        x = _g.Node("Sub", "preprocess.centered", shape, [x, _g.Initializer("preprocess.mean", p.Mean.ToArray(), 1, 3, 1, 1)]);
+        var (centre, centreShape) = p.Centering;
+        x = _g.Node("Sub", "preprocess.centered", shape, [x, _g.Initializer("preprocess.mean", centre.ToArray(), centreShape)]);
         return _g.Node("Div", "preprocess.normalized", shape, [x, _g.Initializer("preprocess.std", p.Std.ToArray(), 1, 3, 1, 1)]);
     }
 

@@ -23,6 +23,24 @@ public static class ArchitectureInference
         public string? Name => Architecture is null ? null : Architectures.NameOf(Architecture);
     }
 
+    static readonly Dictionary<(string Path, long Length, DateTime Written), Result> FileResults = new();
+
+    /// <summary>
+    /// The architecture a weight file holds, as <see cref="PretrainedWeightFile.Open"/> reads it (any format). Remembered
+    /// per file (path, size, time written), since trainers ask while validating and again while fitting.
+    /// </summary>
+    public static Result OfFile(string path)
+    {
+        var info = new FileInfo(path);
+        var key = (info.FullName, info.Length, info.LastWriteTimeUtc);
+        lock (FileResults)
+            if (FileResults.TryGetValue(key, out var known)) return known;
+        Result result;
+        using (var file = PretrainedWeightFile.Open(path)) result = new Result(file.Architecture, file.NumClasses);
+        lock (FileResults) FileResults[key] = result;
+        return result;
+    }
+
     /// <summary>Infers the architecture from key → shape.</summary>
     public static Result FromShapes(IReadOnlyDictionary<string, long[]> shapes)
     {

@@ -263,9 +263,9 @@ public sealed class PretrainedWeightFile : IDisposable
         return result;
     }
 
-    /// <summary>The preprocessing these weights were trained with (see <see cref="WeightPreprocessing.Implied"/>).</summary>
+    /// <summary>The preprocessing these weights were trained with (see <see cref="WeightPreprocessing.ImpliedBy"/>).</summary>
     public ImagePreprocessing ImpliedPreprocessing(ArchitectureConfig architecture, int imageSize = 224)
-        => WeightPreprocessing.Implied(Format, architecture.Family, imageSize);
+        => WeightPreprocessing.ImpliedBy(Path, architecture.Family, imageSize);
 
     public void Dispose()
     {

@@ -4,10 +4,11 @@ using MLNet.ImageTransfer.Data;
 namespace MLNet.ImageTransfer.Weights;
 
 /// <summary>
-/// Ties preprocessing to the source of the weights, so that a mismatch cannot happen by accident: Keras
+/// Ties preprocessing to the source of the weights, so that a mismatch cannot happen by accident: ML.NET's ResNet18
+/// (an ONNX file with its preprocessing graph beside it) to the mean image that graph subtracts; Keras
 /// <c>.h5</c> weights were trained on Keras' <c>preprocess_input</c> of their family ("caffe" for VGG and ResNet,
-/// "torch" for DenseNet); PyTorch, safetensors and ONNX weights (torchvision, timm, the ONNX model zoo) on torchvision's
-/// ImageNet normalisation.
+/// "torch" for DenseNet); PyTorch, safetensors and other ONNX weights (torchvision, timm, the ONNX model zoo) on
+/// torchvision's ImageNet normalisation.
 /// </summary>
 public static class WeightPreprocessing
 {
@@ -22,6 +23,15 @@ public static class WeightPreprocessing
         _ => ImagePreprocessing.TorchVision(imageSize),
     };
 
+    /// <summary>The preprocessing the weight file at <paramref name="weightsPath"/> was trained with.</summary>
+    public static ImagePreprocessing ImpliedBy(string weightsPath, string family, int imageSize = 224)
+    {
+        var format = PretrainedWeightFile.DetectFormat(weightsPath);
+        if (format == WeightFormat.Onnx && MLNetResNet18.PreprocessGraphFor(weightsPath) is { } graph)
+            return MLNetResNet18.ReadPreprocessing(graph, imageSize);
+        return Implied(format, family, imageSize);
+    }
+
     /// <summary>
     /// True when two preprocessings give the network the same numbers for the same pixels: same channel order, scale,
     /// mean and std. Geometry (image size, resize mode) may differ.
@@ -29,7 +39,8 @@ public static class WeightPreprocessing
     public static bool SameNormalization(ImagePreprocessing a, ImagePreprocessing b)
     {
         static bool Close(float x, float y) => Math.Abs(x - y) <= 1e-6f * Math.Max(1f, Math.Max(Math.Abs(x), Math.Abs(y)));
-        return a.Channels == b.Channels && Close(a.Scale, b.Scale)
+        bool sameMeanImage = a.MeanImage is null ? b.MeanImage is null : b.MeanImage is not null && a.MeanImage.AsSpan().SequenceEqual(b.MeanImage);
+        return sameMeanImage && a.Channels == b.Channels && Close(a.Scale, b.Scale)
             && a.Mean.Zip(b.Mean).All(p => Close(p.First, p.Second)) && a.Std.Zip(b.Std).All(p => Close(p.First, p.Second));
     }
 
@@ -43,12 +54,12 @@ public static class WeightPreprocessing
     {
         if (weightsPath is null) return requested ?? ImagePreprocessing.TorchVision(imageSize);
         var format = PretrainedWeightFile.DetectFormat(weightsPath);
-        var implied = Implied(format, family, requested?.ImageSize ?? imageSize);
+        var implied = ImpliedBy(weightsPath, family, requested?.ImageSize ?? imageSize);
         if (requested is null) return implied;
         if (allowMismatch || SameNormalization(requested, implied)) return requested;
         throw new ArgumentException(
             $"Preprocessing '{requested.Name}' ({Describe(requested)}) contradicts the weights '{Path.GetFileName(weightsPath)}': " +
-            $"{(format == WeightFormat.KerasH5 ? $"Keras {family} weights" : $"{format} weights (torchvision convention)")} expect '{implied.Name}' ({Describe(implied)}). " +
+            $"{(format == WeightFormat.KerasH5 ? $"Keras {family} weights" : implied.MeanImage is not null ? "ML.NET's ResNet18" : $"{format} weights (torchvision convention)")} expect '{implied.Name}' ({Describe(implied)}). " +
             "Leave the preprocessing unset to use the weights' own, or set the explicit override (AllowPreprocessingMismatch / --allow-preprocess-mismatch) if the weights were trained otherwise.");
     }
 
@@ -57,6 +68,7 @@ public static class WeightPreprocessing
     {
         string F(float v) => v.ToString("0.######", CultureInfo.InvariantCulture);
         string scale = Math.Abs(p.Scale - 1f) < 1e-9 ? "0–255" : Math.Abs(p.Scale - 1f / 255f) < 1e-9 ? "/255" : $"×{F(p.Scale)}";
-        return $"{p.Channels.ToString().ToUpperInvariant()}, {scale}, mean [{string.Join(", ", p.Mean.Select(F))}], std [{string.Join(", ", p.Std.Select(F))}]";
+        string mean = p.MeanImage is null ? $"mean [{string.Join(", ", p.Mean.Select(F))}]" : $"minus a {p.ImageSize}×{p.ImageSize} mean image (channel averages [{string.Join(", ", p.Mean.Select(v => v.ToString("0.##", CultureInfo.InvariantCulture)))}])";
+        return $"{p.Channels.ToString().ToUpperInvariant()}, {scale}, {mean}, std [{string.Join(", ", p.Std.Select(F))}]";
     }
 }
