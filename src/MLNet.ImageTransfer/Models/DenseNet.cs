@@ -67,11 +67,15 @@ public sealed class DenseNet : ImageClassifierModel
 
     public override IReadOnlyList<LayerGroup> LayerGroups => _backboneGroups.Append(new LayerGroup("head", [_classifier], true)).ToArray();
 
-    // torchvision applies the final ReLU in forward(), outside `features`.
-    public override Tensor ForwardFeatures(Tensor images)
+    // Each stage runs its group's modules (the stem; a dense block with its transition; the last block with norm5).
+    // torchvision applies the final ReLU in forward(), outside `features`: it ends the last stage here.
+    public override Tensor ForwardStages(Tensor input, int from, int to)
     {
-        using var f = _features.call(images);
-        return nn.functional.relu(f);
+        CheckStageRange(from, to, _backboneGroups.Count);
+        var modules = _backboneGroups.Skip(from).Take(to - from).SelectMany(g => g.Modules).Cast<nn.Module<Tensor, Tensor>>();
+        var x = RunInOrder(input, modules);
+        if (to < _backboneGroups.Count || from == to) return x;
+        using (x) return nn.functional.relu(x);
     }
 
     public override Tensor ForwardHead(Tensor features)

@@ -41,7 +41,37 @@ public abstract class ImageClassifierModel : TorchvisionModule
     public abstract string DefaultCamLayer { get; }
 
     /// <summary>Backbone only: image batch [N,3,H,W] → feature map [N,C,h,w].</summary>
-    public abstract Tensor ForwardFeatures(Tensor images);
+    public Tensor ForwardFeatures(Tensor images) => ForwardStages(images, 0, StageCount);
+
+    /// <summary>The backbone's stages: one per backbone layer group of <see cref="LayerGroups"/>, in order.</summary>
+    public int StageCount => LayerGroups.Count(g => !g.IsHead);
+
+    /// <summary>
+    /// Runs backbone stages <paramref name="from"/> to <paramref name="to"/> − 1 on <paramref name="input"/> — the
+    /// images when <paramref name="from"/> is 0, else the output of stage <paramref name="from"/> − 1. Running all
+    /// stages is <see cref="ForwardFeatures"/>. Lets training keep the output of stages that stay frozen and run only
+    /// the rest (Training/FeatureCache.cs).
+    /// </summary>
+    public abstract Tensor ForwardStages(Tensor input, int from, int to);
+
+    /// <summary>Runs modules in order, disposing each intermediate result (never the caller's <paramref name="input"/>).</summary>
+    private protected static Tensor RunInOrder(Tensor input, IEnumerable<nn.Module<Tensor, Tensor>> modules)
+    {
+        var x = input;
+        foreach (var module in modules)
+        {
+            var next = module.call(x);
+            if (!ReferenceEquals(x, input)) x.Dispose();
+            x = next;
+        }
+        return ReferenceEquals(x, input) ? input.alias() : x;
+    }
+
+    private protected static void CheckStageRange(int from, int to, int count)
+    {
+        if (from < 0 || to > count || from > to)
+            throw new ArgumentOutOfRangeException(nameof(from), $"Stages {from}..{to} are outside the backbone's 0..{count}.");
+    }
 
     /// <summary>Pooling + classifier: feature map → logits [N,K].</summary>
     public abstract Tensor ForwardHead(Tensor features);

@@ -67,19 +67,25 @@ public sealed class ResNet : ImageClassifierModel
             .Concat(_stages.Select((s, i) => new LayerGroup($"layer{i + 1}", [s], false)))
             .Append(new LayerGroup("head", [_fc], true)).ToArray();
 
-    public override Tensor ForwardFeatures(Tensor images)
+    // Stage 0 is the stem (conv1, bn1, relu, maxpool); stages 1–4 are layer1–layer4.
+    public override Tensor ForwardStages(Tensor input, int from, int to)
     {
-        using var c = _conv1.call(images);
-        using var n = _bn1.call(c);
-        using var r = nn.functional.relu(n);
-        var x = _maxpool.call(r);
-        foreach (var stage in _stages)
+        CheckStageRange(from, to, _stages.Length + 1);
+        var x = input;
+        if (from == 0 && to > 0)
         {
-            var next = stage.call(x);
-            x.Dispose();
+            using var c = _conv1.call(input);
+            using var n = _bn1.call(c);
+            using var r = nn.functional.relu(n);
+            x = _maxpool.call(r);
+        }
+        for (int s = Math.Max(from, 1); s < to; s++)
+        {
+            var next = _stages[s - 1].call(x);
+            if (!ReferenceEquals(x, input)) x.Dispose();
             x = next;
         }
-        return x;
+        return ReferenceEquals(x, input) ? input.alias() : x;
     }
 
     public override Tensor ForwardHead(Tensor features)

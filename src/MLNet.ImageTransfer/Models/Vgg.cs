@@ -15,6 +15,7 @@ public sealed class Vgg : ImageClassifierModel
     readonly int _numFeatures;
     readonly VggConfig _config;
     readonly List<LayerGroup> _blocks = new();
+    readonly List<nn.Module<Tensor, Tensor>[]> _stages = new();
     readonly string _lastConvActivation;
 
     public Vgg(VggConfig config, int numClasses, HeadSpec head) : base("VGG", config, head, numClasses)
@@ -24,6 +25,7 @@ public sealed class Vgg : ImageClassifierModel
         _config = config;
         var layers = new List<(string, nn.Module<Tensor, Tensor>)>();
         var currentBlock = new List<nn.Module>();
+        var currentStage = new List<nn.Module<Tensor, Tensor>>(); // the block's modules with its activations, in order
         int channels = 3;
         foreach (var v in config.Layers)
         {
@@ -34,24 +36,34 @@ public sealed class Vgg : ImageClassifierModel
                 layers.Add((index, pool));
                 // Keras names VGG's stages block1..block5, each ending at a max-pool; seed 001 fine-tunes "block5".
                 currentBlock.Add(pool);
+                currentStage.Add(pool);
                 _blocks.Add(new LayerGroup($"block{_blocks.Count + 1}", currentBlock.ToArray(), false));
+                _stages.Add(currentStage.ToArray());
                 currentBlock.Clear();
+                currentStage.Clear();
                 continue;
             }
             var conv = Init.ConvKaimingFanOut(nn.Conv2d(channels, v, 3, padding: 1));
             layers.Add((index, conv));
             currentBlock.Add(conv);
+            currentStage.Add(conv);
             if (config.BatchNorm)
             {
                 var bn = Init.BatchNorm(nn.BatchNorm2d(v));
                 layers.Add((layers.Count.ToString(System.Globalization.CultureInfo.InvariantCulture), bn));
                 currentBlock.Add(bn);
+                currentStage.Add(bn);
             }
             var relu = nn.ReLU(inplace: true);
             layers.Add((layers.Count.ToString(System.Globalization.CultureInfo.InvariantCulture), relu));
+            currentStage.Add(relu);
             channels = v;
         }
-        if (currentBlock.Count > 0) _blocks.Add(new LayerGroup($"block{_blocks.Count + 1}", currentBlock.ToArray(), false));
+        if (currentBlock.Count > 0)
+        {
+            _blocks.Add(new LayerGroup($"block{_blocks.Count + 1}", currentBlock.ToArray(), false));
+            _stages.Add(currentStage.ToArray());
+        }
 
         _features = nn.Sequential(layers);
         // The ReLU after the last convolution (before the final max-pool).
@@ -85,7 +97,12 @@ public sealed class Vgg : ImageClassifierModel
             ("6", Init.LinearNormal(nn.Linear(width, numClasses), 0.01)));
     }
 
-    public override Tensor ForwardFeatures(Tensor images) => _features.call(images);
+    // Each stage is a block: its convolutions (with BatchNorm), activations and closing max-pool, in `features` order.
+    public override Tensor ForwardStages(Tensor input, int from, int to)
+    {
+        CheckStageRange(from, to, _stages.Count);
+        return RunInOrder(input, _stages.Skip(from).Take(to - from).SelectMany(stage => stage));
+    }
 
     public override Tensor ForwardHead(Tensor features)
     {
