@@ -32,9 +32,10 @@ public static class ClassifierTrainingLoop
 
     /// <summary>Mean cross-entropy and accuracy of the model (eval mode) on a set.</summary>
     public static (double Loss, double Accuracy) Evaluate(ImageClassifierModel model, LabeledImageSet data, ImagePreprocessing preprocessing, int batchSize, Device device)
-        => Evaluate(model, data, preprocessing, batchSize, device, features: null);
+        => Evaluate(model, data, preprocessing, batchSize, device, features: null, phase: null);
 
-    internal static (double Loss, double Accuracy) Evaluate(ImageClassifierModel model, LabeledImageSet data, ImagePreprocessing preprocessing, int batchSize, Device device, FeatureCache? features)
+    internal static (double Loss, double Accuracy) Evaluate(ImageClassifierModel model, LabeledImageSet data, ImagePreprocessing preprocessing, int batchSize, Device device,
+        FeatureCache? features, FineTuningPhase? phase)
     {
         features ??= FeatureCache.None(data.Count);
         bool wasTraining = model.training;
@@ -48,7 +49,7 @@ public static class ClassifierTrainingLoop
             {
                 using var scope = NewDisposeScope();
                 int from = start, count = Math.Min(batchSize, rows.Length - start);
-                var (logits, y) = features.Forward(model, rows.AsSpan(from, count), () => data.Batch(rows.AsSpan(from, count)), data.Labels, preprocessing, device);
+                var (logits, y) = features.Forward(model, phase, rows.AsSpan(from, count), () => data.Batch(rows.AsSpan(from, count)), data.Labels, preprocessing, device);
                 lossSum += nn.functional.cross_entropy(logits, y, reduction: nn.Reduction.Sum).item<float>();
                 correct += logits.argmax(1).eq(y).sum().item<long>();
             }

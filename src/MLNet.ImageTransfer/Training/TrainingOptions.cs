@@ -111,10 +111,23 @@ public class TrainingOptions
     public AugmentationPipeline? Augmentation { get; set; }
 
     /// <summary>
-    /// Bottleneck cache: when the backbone is frozen for the whole run (<see cref="FreezeBackbone"/>, or
-    /// <see cref="TrainableBlocks"/> = 0) with frozen BatchNorm statistics and no augmentation, compute its features once,
-    /// in the first epoch, and train the head on them afterwards, so that later epochs cost a small fraction of the first.
-    /// The result is the same as without it. Default true.
+    /// Whether <see cref="Augmentation"/> also applies to the epochs that train the head alone (the first
+    /// <see cref="FrozenEpochs"/>, or all of a feature-extraction run). Default true. False trains the new head on the
+    /// unaugmented images, which lets those epochs use the <see cref="CacheBackboneFeatures">feature cache</see>
+    /// even when fine-tuning follows, and keeps augmentation for the epochs that update the backbone.
+    /// </summary>
+    public bool AugmentFrozenEpochs { get; set; } = true;
+
+    /// <summary>Whether the training images of a phase are augmented.</summary>
+    internal bool AugmentsPhase(FineTuningPhase phase) => Augmentation is { IsEmpty: false } && (AugmentFrozenEpochs || !phase.HeadOnly);
+
+    /// <summary>
+    /// Bottleneck cache: what frozen stages of the backbone compute is computed once per image and reused. Epochs that
+    /// train the head alone (the first <see cref="FrozenEpochs"/>, or all of a feature-extraction run) run only the head
+    /// after the first; epochs that fine-tune the last <see cref="TrainableBlocks"/> run only those blocks. Applies to
+    /// a phase whose frozen stages keep their BatchNorm statistics (<see cref="FreezeBatchNormStatistics"/>) and whose
+    /// images are not augmented (see <see cref="AugmentFrozenEpochs"/>). The result is the same as without it
+    /// (Training/FeatureCache.cs). Default true.
     /// </summary>
     public bool CacheBackboneFeatures { get; set; } = true;
 

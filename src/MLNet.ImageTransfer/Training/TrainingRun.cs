@@ -60,8 +60,8 @@ internal sealed class TrainingRun : IDisposable
         _checkpoints = options.CheckpointDirectory is null ? null : new CheckpointDirectory(options.CheckpointDirectory);
         _best = new BestWeights(KeptMetric(options));
         _stepsPerEpoch = (train.Count + options.BatchSize - 1) / options.BatchSize;
-        _trainFeatures = FeatureCache.ForTraining(_fineTuning, options, train);
-        _validationFeatures = validation is null ? null : FeatureCache.ForValidation(_fineTuning, options, validation);
+        _trainFeatures = FeatureCache.ForTraining(_fineTuning, options, train, model.StageCount);
+        _validationFeatures = validation is null ? null : FeatureCache.ForValidation(_fineTuning, options, validation, model.StageCount);
         if ((_callbacks.OfType<EarlyStopping>().Any() || _schedule is ReduceOnPlateauSchedule) && validation is not { Count: > 0 })
             throw new InvalidOperationException("Early stopping and the plateau schedule watch validation metrics: give a validation set (ValidationSet / ValidationFraction, or --val / --val-split).");
     }
@@ -197,8 +197,8 @@ internal sealed class TrainingRun : IDisposable
         // Augmentation (training only) runs on background workers, a few batches ahead; seeded per (seed, epoch, batch).
         // Once the feature cache holds every row, the images are not read at all.
         int backboneBatchesBefore = _trainFeatures.BackboneBatches;
-        using var batches = _trainFeatures.NeedsImages
-            ? Augmentation.EpochBatches.Create(_train, order, _options.BatchSize, _options.Augmentation, _preprocessing, _seed, epoch)
+        using var batches = _trainFeatures.NeedsImages(phase)
+            ? Augmentation.EpochBatches.Create(_train, order, _options.BatchSize, _options.AugmentsPhase(phase) ? _options.Augmentation : null, _preprocessing, _seed, epoch)
             : null;
         for (int skipped = 0; batches is not null && skipped < startStep; skipped++)
         {
@@ -230,6 +230,11 @@ internal sealed class TrainingRun : IDisposable
     void EnterPhase(FineTuningPhase phase)
     {
         if (ReferenceEquals(_phase, phase)) return;
+        if (_phase is not null)
+        {
+            _trainFeatures.PhaseFinished(_phase);
+            _validationFeatures?.PhaseFinished(_phase);
+        }
         FineTuningSchedule.ApplyFreezing(_model, _groups, phase);
         _optimizer?.Dispose();
         _optimizer = FineTuningSchedule.CreateOptimizer(_model, _groups, phase, _options);
@@ -245,7 +250,7 @@ internal sealed class TrainingRun : IDisposable
         using var scope = NewDisposeScope();
         ClearGradients();
         bool batchRead = false;
-        var (logits, y) = _trainFeatures.Forward(_model, rows, () => { batchRead = true; return batches!.Next(); }, _train.Labels, _preprocessing, _device);
+        var (logits, y) = _trainFeatures.Forward(_model, _phase, rows, () => { batchRead = true; return batches!.Next(); }, _train.Labels, _preprocessing, _device);
         // Keep the batch stream in step order when cached rows skipped it (a partly filled cache after a resume).
         if (!batchRead && batches is not null) batches.Next();
         var loss = _loss.Compute(logits, y);
@@ -292,7 +297,7 @@ internal sealed class TrainingRun : IDisposable
     {
         double? valLoss = null, valAccuracy = null;
         if (_validation is { Count: > 0 })
-            (valLoss, valAccuracy) = ClassifierTrainingLoop.Evaluate(_model, _validation, _preprocessing, _options.BatchSize, _device, _validationFeatures);
+            (valLoss, valAccuracy) = ClassifierTrainingLoop.Evaluate(_model, _validation, _preprocessing, _options.BatchSize, _device, _validationFeatures, phase);
         var summary = new EpochSummary(epoch, _options.Epochs, phase.HeadOnly ? TrainingPhase.Frozen : TrainingPhase.FineTune, _stepsPerEpoch,
             duration, _learningRate, trainLoss, trainAccuracy, valLoss, valAccuracy, IsBest: false) { BackboneBatches = backboneBatches };
         summary = summary with { IsBest = _best.Offer(_model, summary) };

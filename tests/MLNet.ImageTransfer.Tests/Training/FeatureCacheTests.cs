@@ -53,11 +53,13 @@ public class FeatureCacheTests(ITestOutputHelper output)
         }
     }
 
-    static double MaxHeadDifference(ImageClassifierModel a, ImageClassifierModel b)
+    static double MaxHeadDifference(ImageClassifierModel a, ImageClassifierModel b) => MaxDifference(a, b, a.ClassifierName + ".");
+
+    static double MaxDifference(ImageClassifierModel a, ImageClassifierModel b, string prefix)
     {
         var bState = b.state_dict();
-        string head = a.ClassifierName + ".";
-        return a.state_dict().Where(kv => kv.Key.StartsWith(head)).Max(kv => kv.Value.sub(bState[kv.Key]).abs().max().item<float>());
+        return a.state_dict().Where(kv => kv.Key.StartsWith(prefix) && kv.Value.is_floating_point())
+            .Max(kv => kv.Value.sub(bState[kv.Key]).abs().max().item<float>());
     }
 
     [Fact]
@@ -106,6 +108,46 @@ public class FeatureCacheTests(ITestOutputHelper output)
         var unfreezing = Train(o => { o.FreezeBackbone = false; o.FrozenEpochs = 1; });
         Assert.All(unfreezing.History.Epochs, e => Assert.Equal(3, e.BackboneBatches));
         Assert.Equal([4, 4, 4], unfreezing.StemCallsPerEpoch);
+    }
+
+    [Fact]
+    public void Head_first_then_the_last_stage_reads_the_images_once_and_trains_as_without_the_cache()
+    {
+        // Epoch 1 trains the head (and keeps both the last stage's input and the backbone's output); epochs 2–3
+        // fine-tune layer4 on the kept layer3 output.
+        void Recipe(TrainingOptions o) { o.FreezeBackbone = false; o.FrozenEpochs = 1; o.TrainableBlocks = 1; }
+        var plain = Train(o => { Recipe(o); o.CacheBackboneFeatures = false; });
+        var cached = Train(Recipe);
+        output.WriteLine($"stem calls per epoch: without cache {string.Join(", ", plain.StemCallsPerEpoch)}; with cache {string.Join(", ", cached.StemCallsPerEpoch)}");
+        Assert.Equal([4, 4, 4], plain.StemCallsPerEpoch);
+        Assert.Equal([4, 0, 0], cached.StemCallsPerEpoch);
+        Assert.Equal([3, 0, 0], cached.History.Epochs.Select(e => e.BackboneBatches));
+
+        double head = MaxHeadDifference(plain.Network, cached.Network), layer4 = MaxDifference(plain.Network, cached.Network, "layer4.");
+        output.WriteLine($"max |difference|: head {head:E2}, layer4 {layer4:E2}");
+        Assert.InRange(head, 0, 1e-5);
+        Assert.InRange(layer4, 0, 1e-5);
+        Assert.InRange(MaxDifference(plain.Network, cached.Network, "layer1."), 0, 0); // frozen throughout
+        foreach (var (p, c) in plain.History.Epochs.Zip(cached.History.Epochs))
+        {
+            Assert.Equal(p.TrainLoss, c.TrainLoss, 5);
+            Assert.Equal(p.ValidationLoss!.Value, c.ValidationLoss!.Value, 5);
+        }
+    }
+
+    [Fact]
+    public void Head_epochs_without_augmentation_use_the_cache_and_fine_tuning_epochs_augment()
+    {
+        var run = Train(o =>
+        {
+            o.FreezeBackbone = false;
+            o.FrozenEpochs = 2;
+            o.Augmentation = AugmentationPipeline.Parse("fliplr");
+            o.AugmentFrozenEpochs = false;
+        }, epochs: 4);
+        // Epoch 1 fills the cache, epoch 2 reads it; epochs 3–4 train the whole network on augmented images.
+        Assert.Equal([3, 0, 3, 3], run.History.Epochs.Select(e => e.BackboneBatches));
+        Assert.Equal([4, 0, 4, 4], run.StemCallsPerEpoch);
     }
 
     [Fact]
