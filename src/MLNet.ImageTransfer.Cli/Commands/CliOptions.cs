@@ -11,7 +11,7 @@ namespace MLNet.ImageTransfer.Cli.Commands;
 internal sealed class TrainingFlags
 {
     public Option<string?> Arch { get; } = new("--arch") { Description = $"Architecture: {string.Join(", ", Architectures.Names)}. Default: the one --weights holds, else densenet121" };
-    public Option<FileInfo?> Weights { get; } = new("--weights") { Description = "Pretrained weights to start from: safetensors, PyTorch .pth/.pt, Keras .h5 or ONNX (see 'weights inspect')" };
+    public Option<string?> Weights { get; } = new("--weights") { Description = "Pretrained weights to start from: a name from 'weights list' (mlnet-resnet18: ML.NET's ResNet18 from its NuGet package, offline; resnet50.tv2_in1k: downloaded once), 'imagenet' for --arch's default, or a file: safetensors, PyTorch .pth/.pt, Keras .h5 or ONNX (see 'weights inspect')" };
     public Option<FileInfo?> InitModel { get; } = new("--init-model") { Description = "Continue training from a model .zip saved by 'train' (its weights, architecture, head and preprocessing; --arch defaults to its architecture, --image-size to its size). Other classes: backbone kept, classifier re-initialised" };
     public Option<int> ImageSize { get; } = new("--image-size") { Description = "Network input size in pixels", DefaultValueFactory = _ => 224 };
     public Option<string?> Preprocess { get; } = new("--preprocess") { Description = "Preprocessing preset: torchvision, keras-caffe, keras-torch, keras-tf, rescale. Default: the one the --weights were trained with (torchvision without weights)" };
@@ -99,7 +99,7 @@ internal sealed class TrainingFlags
     ImageTransferTrainer.Options BaseOptions(ParseResult r) => new()
     {
         Architecture = r.GetValue(Arch),
-        Weights = r.GetValue(Weights)?.FullName,
+        Weights = r.GetValue(Weights) is { } weights && File.Exists(weights) ? Path.GetFullPath(weights) : r.GetValue(Weights),
         InitialModel = r.GetValue(InitModel)?.FullName,
         ImageSize = r.GetValue(ImageSize),
         Preprocessing = r.GetValue(Preprocess) is { } preset ? ImagePreprocessing.FromPreset(preset, r.GetValue(ImageSize)) : null,

@@ -21,6 +21,10 @@ internal static class TrainCommand
         command.SetAction(r => Cli.Run(() =>
         {
             var options = flags.ToOptions(r);
+            // Named weights: fetched now, with a progress bar, so that training finds them in the cache.
+            if (options.Weights is { } weights && !File.Exists(weights))
+                WeightsCommand.Fetch(Weights.PretrainedWeightSource.Select(weights, options.Architecture
+                    ?? (Weights.PretrainedWeightSource.ArchitectureOf(weights) is null && options.CustomArchitecture is null ? ImageTransferTrainer.Options.DefaultArchitecture : null)), r.GetValue(flags.Quiet));
             var ml = Cli.NewContext(options.Seed);
             using var interrupt = CtrlC.StopTrainingOnCancelKey(options);
             TrainedPipeline trained;

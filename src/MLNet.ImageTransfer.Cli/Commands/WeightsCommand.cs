@@ -84,7 +84,7 @@ internal static class WeightsCommand
     /// Resolves an entry with a live download bar on stderr when it is a terminal, so that stdout carries only the path
     /// (<c>path=$(mlnet-imagetransfer weights download NAME)</c>).
     /// </summary>
-    static ResolvedWeights Fetch(PretrainedWeightEntry entry, bool quiet)
+    internal static ResolvedWeights Fetch(PretrainedWeightEntry entry, bool quiet)
     {
         var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
         if (quiet || Console.IsErrorRedirected || !console.Profile.Capabilities.Interactive || entry.Url is null)

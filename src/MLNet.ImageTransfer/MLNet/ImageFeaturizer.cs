@@ -20,18 +20,24 @@ namespace MLNet.ImageTransfer;
 /// <summary>Options of <see cref="ImageFeaturizerEstimator"/> (<c>ml.Transforms.FeaturizeImage</c>).</summary>
 public sealed class ImageFeaturizerOptions
 {
-    /// <summary>Registered architecture name (densenet121, resnet50, vgg16, …; see <see cref="Architectures.Names"/>). Default resnet50.</summary>
-    public string Architecture { get; set; } = "resnet50";
+    /// <summary>Registered architecture name (densenet121, resnet50, vgg16, …; see <see cref="Architectures.Names"/>). Null (default): the one <see cref="Weights"/> holds, else resnet50.</summary>
+    public string? Architecture { get; set; }
 
     /// <summary>A custom configuration instead of a named architecture (e.g. a tiny network for tests).</summary>
     public ArchitectureConfig? CustomArchitecture { get; set; }
 
     /// <summary>
-    /// Pretrained weights of the backbone (a weight file with torchvision key names, e.g. ImageNet's
-    /// <c>resnet50.safetensors</c>); the file's classifier, if any, is ignored. Null leaves the backbone randomly
-    /// initialised (seeded by <see cref="Seed"/>), which only makes sense for tests.
+    /// Pretrained weights of the backbone, by name or by file, as for the trainers
+    /// (<see cref="ImageTransferTrainerOptions.Weights"/>): <c>mlnet-resnet18</c> is the network behind ML.NET's
+    /// <c>DnnFeaturizeImage</c>, found offline in its NuGet package; <c>resnet50.tv2_in1k</c> is downloaded once;
+    /// <c>imagenet</c> is the chosen architecture's default; a file of any supported format works too. The file's
+    /// classifier, if any, is ignored. Null leaves the backbone randomly initialised (seeded by <see cref="Seed"/>),
+    /// which only makes sense for tests.
     /// </summary>
     public string? Weights { get; set; }
+
+    /// <summary>Where named <see cref="Weights"/> are downloaded to and how (cache folder, progress, offline). Null: the defaults.</summary>
+    public PretrainedWeightOptions? WeightSource { get; set; }
 
     /// <summary>Side of the square network input. Default 224 (ignored when <see cref="Preprocessing"/> is set).</summary>
     public int ImageSize { get; set; } = 224;
@@ -48,18 +54,25 @@ public sealed class ImageFeaturizerOptions
     /// <summary>Seed of the initialisation when <see cref="Weights"/> is null. Default 0.</summary>
     public int Seed { get; set; }
 
-    internal ArchitectureConfig ResolveArchitecture() => CustomArchitecture ?? Architectures.Get(Architecture);
+    internal ArchitectureConfig ResolveArchitecture()
+        => CustomArchitecture
+           ?? (Architecture is null && Weights is not null ? PretrainedWeightSource.ArchitectureOf(Weights) : null)
+           ?? Architectures.Get(Architecture ?? "resnet50");
 
-    // Without an explicit preprocessing: the one the weights were trained with (Keras .h5: keras-caffe / keras-torch; others: torchvision).
+    // Without an explicit preprocessing: the one the weights were trained with (see WeightPreprocessing.ImpliedBy).
     internal ImagePreprocessing ResolvePreprocessing() => Preprocessing ?? (Weights is null ? ImagePreprocessing.TorchVision(ImageSize)
-        : WeightPreprocessing.ImpliedBy(Weights, ResolveArchitecture().Family, ImageSize));
+        : WeightPreprocessing.ImpliedBy(Weights, ResolveArchitecture().Family, ImageSize, Architectures.NameOf(ResolveArchitecture())));
+
+    /// <summary>The local file of <see cref="Weights"/> (found, or downloaded once into the cache).</summary>
+    internal ResolvedWeights? ResolveWeights()
+        => Weights is null ? null : PretrainedWeightSource.Resolve(Weights, Architectures.NameOf(ResolveArchitecture()), WeightSource);
 
     internal void Validate()
     {
         ResolveArchitecture().Validate();
         ResolvePreprocessing().Validate();
         if (BatchSize < 1) throw new ArgumentOutOfRangeException(nameof(BatchSize), BatchSize, "The batch size must be positive.");
-        if (Weights is not null && !File.Exists(Weights)) throw new FileNotFoundException($"Pretrained weights file '{Weights}' does not exist.", Weights);
+        if (Weights is not null && !File.Exists(Weights)) PretrainedWeightSource.Select(Weights, Architectures.NameOf(ResolveArchitecture()));
         _ = ComputeDevice.Resolve(Device);
     }
 }
@@ -124,7 +137,7 @@ public sealed class ImageFeaturizerEstimator : IEstimator<ImageFeaturizerTransfo
         ArgumentNullException.ThrowIfNull(input);
         GetOutputSchema(SchemaShapes.FromSchema(input.Schema));
         // Any weight format; the file decides the variant to build (Keras files: Keras' conventions, e.g. resnet50_keras).
-        using var weights = _options.Weights is null ? null : PretrainedWeightFile.Open(_options.Weights);
+        using var weights = _options.ResolveWeights() is { } resolved ? PretrainedWeightFile.Open(resolved.Path) : null;
         var architecture = weights?.Adapt(_options.ResolveArchitecture()) ?? _options.ResolveArchitecture();
         var backbone = ImageFeaturizerTransformer.BuildBackbone(architecture, _options.Seed);
         try
@@ -135,7 +148,7 @@ public sealed class ImageFeaturizerEstimator : IEstimator<ImageFeaturizerTransfo
                 ArchitectureName = Architectures.NameOf(architecture),
                 Architecture = architecture,
                 Preprocessing = _options.ResolvePreprocessing(),
-                InitialWeights = _options.Weights is null ? null : Path.GetFileName(_options.Weights),
+                InitialWeights = _options.Weights is not { } named ? null : File.Exists(named) ? Path.GetFileName(named) : named,
                 FeatureDimension = backbone.NumFeatures,
             };
             return new ImageFeaturizerTransformer(_host, backbone, description, _inputColumnName, _outputColumnName, ComputeDevice.Resolve(_options.Device), _options.BatchSize);
@@ -294,15 +307,15 @@ public static class ImageFeaturizerCatalog
     /// <code>
     /// var pipeline = ml.Transforms.Conversion.MapValueToKey("Label")
     ///     .Append(ml.Transforms.LoadImages("Image", "photos/", "ImagePath"))
-    ///     .Append(ml.Transforms.FeaturizeImage("Features", "Image", "vgg16", weights: "vgg16.safetensors"))
+    ///     .Append(ml.Transforms.FeaturizeImage("Features", "Image", weights: "mlnet-resnet18"))   // DnnFeaturizeImage's network
     ///     .Append(ml.MulticlassClassification.Trainers.LbfgsMaximumEntropy("Label", "Features"));
     /// </code>
     /// </example>
     public static ImageFeaturizerEstimator FeaturizeImage(this TransformsCatalog catalog, string outputColumnName = "Features", string inputColumnName = "Image",
-        string architecture = "resnet50", string? weights = null, int imageSize = 224)
+        string? architecture = null, string? weights = null, int imageSize = 224)
         => catalog.FeaturizeImage(outputColumnName, inputColumnName, new ImageFeaturizerOptions { Architecture = architecture, Weights = weights, ImageSize = imageSize });
 
-    /// <summary><see cref="FeaturizeImage(TransformsCatalog, string, string, string, string?, int)"/> with full options.</summary>
+    /// <summary><see cref="FeaturizeImage(TransformsCatalog, string, string, string?, string?, int)"/> with full options.</summary>
     public static ImageFeaturizerEstimator FeaturizeImage(this TransformsCatalog catalog, string outputColumnName, string inputColumnName, ImageFeaturizerOptions options)
     {
         ArgumentNullException.ThrowIfNull(catalog);

@@ -95,7 +95,7 @@ public abstract class ImageTransferTrainerBase<TOptions> : IEstimator<ImageClass
         var (architecture, head) = initial?.Check(o.ResolveArchitecture(), o.Head) ?? (o.ResolveArchitecture(), o.Head);
         // Pretrained weights decide the variant to build (Keras files: Keras' conventions). Read before the images, so
         // that a bad or unsafe file fails fast.
-        using var weights = o.Weights is null ? null : PretrainedWeightFile.Open(o.Weights);
+        using var weights = o.ResolveWeights() is { } resolved ? PretrainedWeightFile.Open(resolved.Path) : null;
         if (weights is not null) architecture = weights.Adapt(architecture);
 
         // Augmentation: the option or an AugmentImages step's mark; crops need the training images cached larger.
@@ -148,7 +148,7 @@ public abstract class ImageTransferTrainerBase<TOptions> : IEstimator<ImageClass
                 Head = head,
                 ClassNames = classNames,
                 Preprocessing = preprocessing,
-                InitialWeights = (o.Weights ?? o.InitialModel) is { } start ? Path.GetFileName(start) : null,
+                InitialWeights = o.Weights is { } named && !File.Exists(named) ? named : (o.Weights ?? o.InitialModel) is { } start ? Path.GetFileName(start) : null,
                 InitialWeightsSha256 = LastWeightLoad?.Sha256 ?? LastInitialModelLoad?.Sha256,
                 InitialWeightsFormat = LastWeightLoad?.Format.ToString() ?? (LastInitialModelLoad is null ? null : InitialModelFormatName),
                 FineTuning = LastHistory.Schedule,

@@ -41,12 +41,21 @@ public abstract class ImageTransferTrainerOptions : TrainingOptions
     public HeadSpec Head { get; set; } = HeadSpec.Default;
 
     /// <summary>
-    /// Pretrained weights to start from: safetensors (timm, Hugging Face), PyTorch <c>.pth</c>/<c>.pt</c> (a state dict
-    /// or a training checkpoint), Keras <c>.h5</c> (keras.applications, including "notop" files) or ONNX, recognised by
-    /// content. The backbone must match; the classifier is re-initialised when its shape does not fit the number of
-    /// classes. Keras files build the Keras variant of the architecture (e.g. <c>resnet50_keras</c>). Null trains from scratch.
+    /// Pretrained weights to start from, by name or by file. Names are those of the published ImageNet weights
+    /// (<see cref="global::MLNet.ImageTransfer.Weights.PretrainedWeightCatalog"/>, <c>mlnet-imagetransfer weights list</c>):
+    /// <c>resnet50.tv2_in1k</c> (downloaded once into the cache), <c>mlnet-resnet18</c> (ML.NET's ResNet18 from the
+    /// NuGet package Microsoft.ML.DnnImageFeaturizer.ResNet18, offline), or <c>imagenet</c> for the default weights of
+    /// the chosen architecture (Keras' <c>weights="imagenet"</c>). Files: safetensors (timm, Hugging Face), PyTorch
+    /// <c>.pth</c>/<c>.pt</c> (a state dict or a training checkpoint), Keras <c>.h5</c> (keras.applications, including
+    /// "notop" files) or ONNX, recognised by content. Without <see cref="ImageTransferTrainer.Options.Architecture"/>,
+    /// the architecture is the one the weights hold. The backbone must match; the classifier is re-initialised when its
+    /// shape does not fit the number of classes. Keras files build the Keras variant of the architecture (e.g.
+    /// <c>resnet50_keras</c>). Null trains from scratch.
     /// </summary>
     public string? Weights { get; set; }
+
+    /// <summary>Where named <see cref="Weights"/> are downloaded to and how (cache folder, progress, offline). Null: the defaults.</summary>
+    public global::MLNet.ImageTransfer.Weights.PretrainedWeightOptions? WeightSource { get; set; }
 
     /// <summary>
     /// A model <c>.zip</c> saved by this library to continue training from: the network starts with its weights
@@ -80,20 +89,42 @@ public abstract class ImageTransferTrainerOptions : TrainingOptions
     /// </summary>
     private protected ArchitectureConfig? ArchitectureOfWeights(string? family = null)
     {
-        if (Weights is null || !File.Exists(Weights)) return null;
-        var implied = global::MLNet.ImageTransfer.Weights.ArchitectureInference.OfFile(Weights).Architecture;
+        if (Weights is null) return null;
+        var implied = global::MLNet.ImageTransfer.Weights.PretrainedWeightSource.ArchitectureOf(Weights);
         return family is null || implied?.Family == family ? implied : null;
     }
 
+    (string Weights, string? Architecture, global::MLNet.ImageTransfer.Weights.ResolvedWeights Resolved)? _resolvedWeights;
+
+    /// <summary>
+    /// The local file of <see cref="Weights"/>: the file itself, or a named entry found in its package or the download
+    /// cache, downloaded if needed (remembered for these options).
+    /// </summary>
+    internal global::MLNet.ImageTransfer.Weights.ResolvedWeights? ResolveWeights()
+    {
+        if (Weights is null) return null;
+        var architecture = Architectures.NameOf(ResolveArchitecture());
+        if (_resolvedWeights is { } known && known.Weights == Weights && known.Architecture == architecture) return known.Resolved;
+        var resolved = global::MLNet.ImageTransfer.Weights.PretrainedWeightSource.Resolve(Weights, architecture, WeightSource);
+        _resolvedWeights = (Weights, architecture, resolved);
+        return resolved;
+    }
+
     internal ImagePreprocessing ResolvePreprocessing()
-        => global::MLNet.ImageTransfer.Weights.WeightPreprocessing.Resolve(Preprocessing, ImageSize, Weights, ResolveArchitecture().Family, AllowPreprocessingMismatch);
+    {
+        var architecture = ResolveArchitecture();
+        return global::MLNet.ImageTransfer.Weights.WeightPreprocessing.Resolve(Preprocessing, ImageSize, Weights, architecture.Family, AllowPreprocessingMismatch,
+            Architectures.NameOf(architecture));
+    }
 
     public override void Validate()
     {
         base.Validate();
         if (ValidationFraction is < 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(ValidationFraction), ValidationFraction, "Validation fraction must be in [0, 1).");
         if (ValidationSet is not null && ValidationFraction > 0) throw new ArgumentException("Set either ValidationSet or ValidationFraction, not both.");
-        if (Weights is not null && !File.Exists(Weights)) throw new FileNotFoundException($"Pretrained weights file '{Weights}' does not exist.", Weights);
+        // A name must be a catalog entry that fits the architecture (nothing is downloaded here).
+        if (Weights is not null && !File.Exists(Weights))
+            global::MLNet.ImageTransfer.Weights.PretrainedWeightSource.Select(Weights, Architectures.NameOf(ResolveArchitecture()));
         if (InitialModel is not null && Weights is not null) throw new ArgumentException("Set either Weights (pretrained backbone) or InitialModel (continue from a saved model), not both.");
         if (InitialModel is not null && !File.Exists(InitialModel)) throw new FileNotFoundException($"Initial model '{InitialModel}' does not exist.", InitialModel);
         ResolvePreprocessing().Validate();

@@ -67,8 +67,11 @@ public sealed class ImageTransferTrainer : ImageTransferTrainerBase<ImageTransfe
         /// <summary>Registered architecture name (see <see cref="Architectures.Names"/>). Null (default): the one <see cref="ImageTransferTrainerOptions.Weights"/> holds, else densenet121.</summary>
         public string? Architecture { get; set; }
 
+        /// <summary>The architecture built when neither <see cref="Architecture"/> nor the weights choose one.</summary>
+        public const string DefaultArchitecture = "densenet121";
+
         internal override ArchitectureConfig ResolveArchitecture()
-            => CustomArchitecture ?? (Architecture is null ? ArchitectureOfWeights() : null) ?? Architectures.Get(Architecture ?? "densenet121");
+            => CustomArchitecture ?? (Architecture is null ? ArchitectureOfWeights() : null) ?? Architectures.Get(Architecture ?? DefaultArchitecture);
     }
 
     internal ImageTransferTrainer(IHostEnvironment env, Options options) : base(env, options, nameof(ImageTransferTrainer)) { }

@@ -25,6 +25,9 @@ public static class MLNetResNet18
     /// <summary>The registered architecture the backbone loads into.</summary>
     public const string ArchitectureName = "resnet18_mlnet";
 
+    /// <summary>The short name that finds the network in the package, offline (the catalog's alias).</summary>
+    public const string ShortName = "mlnet-resnet18";
+
     /// <summary>Name of the preset built from the preprocessing graph.</summary>
     public const string PreprocessingName = "mlnet-resnet18";
 

@@ -263,7 +263,7 @@ public sealed class PretrainedWeightFile : IDisposable
         return result;
     }
 
-    /// <summary>The preprocessing these weights were trained with (see <see cref="WeightPreprocessing.ImpliedBy"/>).</summary>
+    /// <summary>The preprocessing these weights were trained with (see <see cref="WeightPreprocessing.ImpliedBy(string, string, int, string?)"/>).</summary>
     public ImagePreprocessing ImpliedPreprocessing(ArchitectureConfig architecture, int imageSize = 224)
         => WeightPreprocessing.ImpliedBy(Path, architecture.Family, imageSize);
 

@@ -23,13 +23,42 @@ public static class WeightPreprocessing
         _ => ImagePreprocessing.TorchVision(imageSize),
     };
 
-    /// <summary>The preprocessing the weight file at <paramref name="weightsPath"/> was trained with.</summary>
-    public static ImagePreprocessing ImpliedBy(string weightsPath, string family, int imageSize = 224)
+    /// <summary>
+    /// The preprocessing the <paramref name="weights"/> were trained with, keyed by what identifies
+    /// the file: a published file of the catalog (by its name's hash prefix or its content) gets its publisher's
+    /// preprocessing (torchvision's newer weights resize to 232, not 256); ML.NET's ResNet18 the graph shipped beside it;
+    /// any other file the convention of its format.
+    /// </summary>
+    /// <param name="weights">A weight file, or a catalog name (resolved without downloading: its entry says how it was trained).</param>
+    /// <param name="family">The architecture's family, for files that only their format describes.</param>
+    /// <param name="imageSize">The network input size to train at.</param>
+    /// <param name="architecture">The registered architecture, which <c>imagenet</c> needs.</param>
+    public static ImagePreprocessing ImpliedBy(string weights, string family, int imageSize = 224, string? architecture = null)
     {
+        if (!File.Exists(weights)) return ImpliedBy(PretrainedWeightSource.Select(weights, architecture), family, imageSize);
+        var weightsPath = weights;
         var format = PretrainedWeightFile.DetectFormat(weightsPath);
-        if (format == WeightFormat.Onnx && MLNetResNet18.PreprocessGraphFor(weightsPath) is { } graph)
+        var published = PretrainedWeightSource.Identify(weightsPath)?.Preprocessing;
+        var graph = MLNetResNet18.PreprocessGraphFor(weightsPath);
+        if (graph is not null && (published?.Mode == PretrainedPreprocessing.OnnxGraphMode || format == WeightFormat.Onnx))
             return MLNetResNet18.ReadPreprocessing(graph, imageSize);
+        if (published?.Mode == PretrainedPreprocessing.OnnxGraphMode)
+            throw new WeightFileException(weightsPath, $"these weights are ML.NET's ResNet18, whose preprocessing is the graph {published.Graph} " +
+                $"that the package {MLNetResNet18.PackageId} ships beside them; it is not next to the file nor in ../{Path.GetFileName(MLNetResNet18.PreprocessFolder)}/. " +
+                $"Copy it there, or use the weights by name ({MLNetResNet18.ShortName}).");
+        if (published?.ToImagePreprocessing() is { } preset) return preset.AtImageSize(imageSize);
         return Implied(format, family, imageSize);
+    }
+
+    /// <summary>The preprocessing a catalog entry's publisher trained with (a package's graph is read where the package is).</summary>
+    public static ImagePreprocessing ImpliedBy(PretrainedWeightEntry entry, string family, int imageSize = 224)
+    {
+        if (entry.Preprocessing.Mode == PretrainedPreprocessing.OnnxGraphMode)
+        {
+            var local = PretrainedWeightSource.Resolve(entry.Name); // a package entry: found, never downloaded
+            return ImpliedBy(local.Path, family, imageSize);
+        }
+        return entry.Preprocessing.ToImagePreprocessing()?.AtImageSize(imageSize) ?? Implied(entry.Format, family, imageSize);
     }
 
     /// <summary>
@@ -50,11 +79,11 @@ public static class WeightPreprocessing
     /// way, unless <paramref name="allowMismatch"/> is set.
     /// </summary>
     /// <exception cref="ArgumentException">An explicit preprocessing contradicts the weights and no override was given.</exception>
-    public static ImagePreprocessing Resolve(ImagePreprocessing? requested, int imageSize, string? weightsPath, string family, bool allowMismatch)
+    public static ImagePreprocessing Resolve(ImagePreprocessing? requested, int imageSize, string? weightsPath, string family, bool allowMismatch, string? architecture = null)
     {
         if (weightsPath is null) return requested ?? ImagePreprocessing.TorchVision(imageSize);
-        var format = PretrainedWeightFile.DetectFormat(weightsPath);
-        var implied = ImpliedBy(weightsPath, family, requested?.ImageSize ?? imageSize);
+        var format = File.Exists(weightsPath) ? PretrainedWeightFile.DetectFormat(weightsPath) : PretrainedWeightSource.Select(weightsPath, architecture).Format;
+        var implied = ImpliedBy(weightsPath, family, requested?.ImageSize ?? imageSize, architecture);
         if (requested is null) return implied;
         if (allowMismatch || SameNormalization(requested, implied)) return requested;
         throw new ArgumentException(

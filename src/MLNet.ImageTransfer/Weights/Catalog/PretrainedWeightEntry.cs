@@ -60,6 +60,9 @@ public sealed record WeightHash(WeightHashAlgorithm Algorithm, string Value)
 /// <param name="Graph">For <c>onnx-graph</c>: the file name of the preprocessing graph.</param>
 public sealed record PretrainedPreprocessing(string Mode, int Resize, int? Crop, string? Interpolation, string? Graph)
 {
+    /// <summary>The mode of weights whose preprocessing is a graph shipped beside them (ML.NET's ResNet18).</summary>
+    public const string OnnxGraphMode = "onnx-graph";
+
     /// <summary>
     /// The library's preprocessing for these weights at the published input size, or null for <c>onnx-graph</c>
     /// (read from the graph itself).
@@ -78,7 +81,7 @@ public sealed record PretrainedPreprocessing(string Mode, int Resize, int? Crop,
         var interpolation = Interpolation is null ? "" : $", {Interpolation}";
         return Mode switch
         {
-            "onnx-graph" => $"read from {Graph} ({Resize}×{Resize} input)",
+            OnnxGraphMode => $"read from {Graph} ({Resize}×{Resize} input)",
             "torchvision" => $"torchvision: {geometry}{interpolation}, ImageNet mean/std",
             _ => $"keras {Mode}: {geometry}{interpolation}",
         };

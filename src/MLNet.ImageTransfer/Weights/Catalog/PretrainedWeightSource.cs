@@ -1,3 +1,4 @@
+using MLNet.ImageTransfer.Models;
 using System.Text.RegularExpressions;
 
 namespace MLNet.ImageTransfer.Weights;
@@ -111,10 +112,37 @@ public static partial class PretrainedWeightSource
     }
 
     /// <summary>
+    /// The architecture that <paramref name="weights"/> holds: read from a file's keys and shapes (any format), or the
+    /// architecture a catalog name is published for. Null for <c>imagenet</c> and other names that leave the choice to
+    /// the caller, and for files no family fits. Nothing is downloaded.
+    /// </summary>
+    public static ArchitectureConfig? ArchitectureOf(string weights)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(weights);
+        if (File.Exists(weights)) return ArchitectureInference.OfFile(weights).Architecture;
+        return PretrainedWeightCatalog.TryFind(weights) is { } entry ? Architectures.Get(entry.Architecture) : null;
+    }
+
+    /// <summary>
     /// The catalog entry of a local file, or null: by the torchvision hash prefix in its name (as torch.hub names its
     /// cache files; no hashing), else by its content (SHA-256 and MD5 against every entry's published hash).
     /// </summary>
     public static PretrainedWeightEntry? Identify(string path)
+    {
+        // Remembered per file (path, size, time written): trainers ask while validating and again while fitting, and a
+        // file that no name identifies is hashed.
+        var info = new FileInfo(path);
+        var key = (info.FullName, info.Length, info.LastWriteTimeUtc);
+        lock (Identified)
+            if (Identified.TryGetValue(key, out var known)) return known;
+        var entry = IdentifyUncached(path);
+        lock (Identified) Identified[key] = entry;
+        return entry;
+    }
+
+    static readonly Dictionary<(string Path, long Length, DateTime Written), PretrainedWeightEntry?> Identified = new();
+
+    static PretrainedWeightEntry? IdentifyUncached(string path)
     {
         var entries = PretrainedWeightCatalog.Entries;
         if (TorchvisionFileName().Match(System.IO.Path.GetFileName(path)) is { Success: true } m)
