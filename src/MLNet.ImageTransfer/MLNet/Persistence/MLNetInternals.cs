@@ -25,8 +25,13 @@ namespace MLNet.ImageTransfer.MLNet.Persistence;
 /// </remarks>
 internal static class MLNetInternals
 {
-    /// <summary>The ML.NET release these internals were verified against.</summary>
-    public const string SupportedMLNetVersion = "5.0.1";
+    /// <summary>
+    /// The ML.NET release these internals were verified against: <c>MLNetVersion</c> of Directory.Packages.props (the
+    /// version the library is built with), stamped into this assembly as <c>[AssemblyMetadata("SupportedMLNetVersion")]</c>.
+    /// </summary>
+    public static string SupportedMLNetVersion { get; } = typeof(MLNetInternals).Assembly
+        .GetCustomAttributes<AssemblyMetadataAttribute>().SingleOrDefault(a => a.Key == "SupportedMLNetVersion")?.Value
+        ?? throw new InvalidOperationException("MLNet.ImageTransfer was built without its SupportedMLNetVersion metadata.");
 
     const BindingFlags Instance = BindingFlags.Instance | BindingFlags.Public | BindingFlags.NonPublic;
     const BindingFlags Static = BindingFlags.Static | BindingFlags.Public | BindingFlags.NonPublic;
