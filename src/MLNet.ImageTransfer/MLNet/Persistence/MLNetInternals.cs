@@ -21,7 +21,11 @@ namespace MLNet.ImageTransfer.MLNet.Persistence;
 /// the ML.NET version this was written against, the version found, and every member that is missing — rather than a
 /// <see cref="NullReferenceException"/> half-way through writing a model.
 /// </para>
-/// <para>Verified against ML.NET 5.0.1 (Microsoft.ML.Core informational version 5.0.1+a4f730ec).</para>
+/// <para>
+/// Verified against ML.NET 6.0.0 (Microsoft.ML.Core informational version 6.0.0+6eff5cce), by behaviour: the
+/// persistence tests, fresh-process save/load round trips, and the committed model files saved by earlier versions.
+/// Earlier: ML.NET 5.0.1 (5.0.1+a4f730ec).
+/// </para>
 /// </remarks>
 internal static class MLNetInternals
 {
@@ -219,7 +223,7 @@ internal static class MLNetInternals
             signature!, attributeCtor!, classInfoCtor!, addClass!, catalogLock!, internalCatalog!, catalogEnvironment!);
     }
 
-    /// <summary>"Microsoft.ML.Core 5.0.1+…", for error messages.</summary>
+    /// <summary>"Microsoft.ML.Core 6.0.0+…", for error messages.</summary>
     public static string DescribeLoadedMLNet()
     {
         var core = typeof(ModelSaveContext).Assembly;
