@@ -1,10 +1,12 @@
+using System.Reflection;
 using System.Text.RegularExpressions;
 using Microsoft.CodeAnalysis;
 using Microsoft.CodeAnalysis.CSharp;
+using MLNet.ImageTransfer.MLNet.Persistence;
 
 namespace MLNet.ImageTransfer.Tests;
 
-/// <summary>The C# example in README.md must compile against the library as it is.</summary>
+/// <summary>README.md's C# example must compile against the library as it is, and its package versions be the ones the library is built with.</summary>
 public class ReadmeExampleTests
 {
     [Fact]
@@ -26,5 +28,22 @@ public class ReadmeExampleTests
         var result = compilation.Emit(output);
         var errors = result.Diagnostics.Where(d => d.Severity == DiagnosticSeverity.Error).Select(d => d.ToString()).ToList();
         Assert.True(result.Success, "README example does not compile:\n" + string.Join("\n", errors));
+    }
+
+    [Fact]
+    public void Readme_package_versions_are_the_ones_the_library_is_built_with()
+    {
+        var readme = File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "README.md"));
+        string Version(string package)
+        {
+            var m = Regex.Match(readme, $"<PackageReference Include=\"{Regex.Escape(package)}\" Version=\"(?<v>[^\"]+)\"");
+            Assert.True(m.Success, $"README.md has no PackageReference to {package}.");
+            return m.Groups["v"].Value;
+        }
+        // The ML.NET version: Directory.Packages.props' MLNetVersion, which the library carries as metadata.
+        Assert.Equal(MLNetInternals.SupportedMLNetVersion, Version("Microsoft.ML"));
+        Assert.Equal(MLNetInternals.SupportedMLNetVersion, Version("Microsoft.ML.ImageAnalytics"));
+        var onnxRuntime = typeof(Microsoft.ML.OnnxRuntime.InferenceSession).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()!.InformationalVersion;
+        Assert.StartsWith(Version("Microsoft.ML.OnnxRuntime") + "+", onnxRuntime);
     }
 }

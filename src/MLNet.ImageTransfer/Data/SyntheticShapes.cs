@@ -6,6 +6,9 @@ namespace MLNet.ImageTransfer.Data;
 /// A small, seeded, class-per-folder image dataset for demos and tests: one coloured shape (circle, square,
 /// triangle, star) per image, at a random position, size, rotation and colour, on a noisy background.
 /// The class is the shape, never the colour, so a model must look at geometry.
+/// The shapes are drawn by Skia with anti-aliasing, so their outline pixels depend on the SkiaSharp version: a seed
+/// gives the same shapes everywhere, but SkiaSharp 3 shades the edge pixels differently from SkiaSharp 2.88 (up to
+/// 57/255 in about half the images), and a seeded training run on the dataset ends differently.
 /// </summary>
 public static class SyntheticShapes
 {

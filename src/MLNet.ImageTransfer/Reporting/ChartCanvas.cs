@@ -4,13 +4,13 @@ namespace MLNet.ImageTransfer.Reporting;
 
 /// <summary>
 /// A white SkiaSharp canvas with text in the embedded DejaVu Sans (servers and CI images often have no fonts, and
-/// SkiaSharp's default typeface then draws nothing), encoded as PNG. SkiaSharp 2.88 directly: plotting libraries built
-/// on SkiaSharp 3 break ML.NET ImageAnalytics in the same process.
+/// SkiaSharp's default typeface then draws nothing), encoded as PNG. SkiaSharp directly, the same major version as
+/// ML.NET's ImageAnalytics (2.x and 3.x cannot share a process).
 /// </summary>
 internal sealed class ChartCanvas : IDisposable
 {
     const string FontResource = "MLNet.ImageTransfer.Reporting.DejaVuSans.ttf";
-    static readonly Lazy<SKTypeface> Font = new(LoadFont);
+    static readonly Lazy<SKTypeface> EmbeddedTypeface = new(LoadFont);
 
     readonly SKBitmap bitmap;
 
@@ -26,32 +26,31 @@ internal sealed class ChartCanvas : IDisposable
     public int Height => bitmap.Height;
 
     /// <summary>The embedded font (loaded once per process).</summary>
-    public static SKTypeface Typeface => Font.Value;
+    public static SKTypeface Typeface => EmbeddedTypeface.Value;
 
-    public static SKPaint TextPaint(float size, SKColor? color = null, SKTextAlign align = SKTextAlign.Left, bool bold = false) => new()
-    {
-        Typeface = Typeface,
-        TextSize = size,
-        Color = color ?? SKColors.Black,
-        TextAlign = align,
-        IsAntialias = true,
-        FakeBoldText = bold,
-    };
+    /// <summary>
+    /// The embedded font at <paramref name="size"/> pixels, antialiased; <paramref name="bold"/> is synthetic (emboldened
+    /// outlines). Linear metrics: advances are not rounded to whole pixels by hinting, so text measures (and the charts
+    /// lay out) as they did with SkiaSharp 2's SKPaint text.
+    /// </summary>
+    public static SKFont Font(float size, bool bold = false) => new(Typeface, size) { Edging = SKFontEdging.Antialias, LinearMetrics = true, Embolden = bold };
 
+    /// <summary>The advance width of <paramref name="text"/> in the embedded font at <paramref name="size"/> pixels.</summary>
     public static float MeasureText(string text, float size)
     {
-        using var paint = TextPaint(size);
-        return paint.MeasureText(text);
+        using var font = Font(size);
+        return font.MeasureText(text);
     }
 
     /// <summary>Draws text whose vertical middle is at <paramref name="y"/>, optionally rotated (degrees, clockwise) about (x, y).</summary>
     public void Text(string text, float x, float y, float size, SKTextAlign align = SKTextAlign.Left, SKColor? color = null, float rotation = 0, bool bold = false)
     {
-        using var paint = TextPaint(size, color, align, bold);
+        using var font = Font(size, bold);
+        using var paint = new SKPaint { Color = color ?? SKColors.Black, IsAntialias = true };
         Canvas.Save();
         Canvas.Translate(x, y);
         if (rotation != 0) Canvas.RotateDegrees(rotation);
-        Canvas.DrawText(text, 0, size * 0.36f, paint);
+        Canvas.DrawText(text, 0, size * 0.36f, align, font, paint);
         Canvas.Restore();
     }
 

@@ -38,6 +38,7 @@ internal sealed class TrainingRun : IDisposable
     readonly FeatureCache _trainFeatures;
     readonly FeatureCache? _validationFeatures;
 
+    // Both are set by EnterPhase before the first step of a run (or of a resumed epoch); null until then.
     optim.Optimizer? _optimizer;
     FineTuningPhase? _phase;
     double[] _groupFactors = [];
@@ -153,13 +154,13 @@ internal sealed class TrainingRun : IDisposable
         if (resumeEpoch <= _options.Epochs)
         {
             EnterPhase(_fineTuning.PhaseOf(resumeEpoch));
-            if (_phase!.FromEpoch == checkpoint.OptimizerPhaseFromEpoch && checkpoint.Files.ContainsKey(TrainingCheckpoint.OptimizerFileName))
+            if (Phase.FromEpoch == checkpoint.OptimizerPhaseFromEpoch && checkpoint.Files.ContainsKey(TrainingCheckpoint.OptimizerFileName))
             {
-                if (checkpoint.Optimizer != _optimizer!.GetType().Name)
-                    throw new InvalidOperationException(Mismatch("optimizer", checkpoint.Optimizer ?? "none", _optimizer.GetType().Name));
+                if (checkpoint.Optimizer != Optimizer.GetType().Name)
+                    throw new InvalidOperationException(Mismatch("optimizer", checkpoint.Optimizer ?? "none", Optimizer.GetType().Name));
                 using var stream = File.OpenRead(Path.Combine(checkpoint.Directory!, TrainingCheckpoint.OptimizerFileName));
                 using var reader = new BinaryReader(stream);
-                StateOf(_optimizer!).load_state_dict(reader);
+                StateOf(Optimizer).load_state_dict(reader);
             }
         }
         if (checkpoint.TorchRngState is { } rng)
@@ -226,6 +227,12 @@ internal sealed class TrainingRun : IDisposable
         EndEpoch(epoch, phase, stopwatch.Elapsed, lossSum / order.Length, (double)correct / order.Length, _trainFeatures.BackboneBatches - backboneBatchesBefore);
     }
 
+    /// <summary>The current phase's optimizer: steps only run after <see cref="EnterPhase"/> has created it.</summary>
+    optim.Optimizer Optimizer => _optimizer ?? throw new InvalidOperationException("No fine-tuning phase entered: the optimizer does not exist yet.");
+
+    /// <summary>The current fine-tuning phase, set by <see cref="EnterPhase"/>.</summary>
+    FineTuningPhase Phase => _phase ?? throw new InvalidOperationException("No fine-tuning phase entered yet.");
+
     /// <summary>Rebuilds the optimizer when the fine-tuning phase changes (freezing = no gradients for frozen groups).</summary>
     void EnterPhase(FineTuningPhase phase)
     {
@@ -259,7 +266,7 @@ internal sealed class TrainingRun : IDisposable
         loss.backward();
         if (_options.GradientClipNorm is double maxNorm)
             nn.utils.clip_grad_norm_(_model.parameters().Where(p => p.requires_grad), maxNorm);
-        _optimizer.step();
+        Optimizer.step();
         return (lossValue, logits.argmax(1).eq(y).sum().item<long>());
     }
 
@@ -271,16 +278,16 @@ internal sealed class TrainingRun : IDisposable
     /// </summary>
     void ClearGradients()
     {
-        foreach (var parameter in _optimizer!.parameters())
+        foreach (var parameter in Optimizer.parameters())
             parameter.grad = null;
     }
 
     void SetLearningRate(int epoch, int step)
     {
-        _learningRate = _schedule?.LearningRate(new SchedulePosition(epoch, step, _stepsPerEpoch, _options.Epochs, _phase!.HeadLearningRate))
-                        ?? _phase!.HeadLearningRate;
+        _learningRate = _schedule?.LearningRate(new SchedulePosition(epoch, step, _stepsPerEpoch, _options.Epochs, Phase.HeadLearningRate))
+                        ?? Phase.HeadLearningRate;
         int i = 0;
-        foreach (var group in _optimizer!.ParamGroups) group.LearningRate = _learningRate * _groupFactors[i++];
+        foreach (var group in Optimizer.ParamGroups) group.LearningRate = _learningRate * _groupFactors[i++];
     }
 
     void Diverged(int epoch, int step, float lossValue)

@@ -50,7 +50,7 @@ public class TrainingCliTests
     }
 
     [Fact]
-    public void Ctrl_C_finishes_the_step_writes_a_checkpoint_and_exits_130()
+    public async Task Ctrl_C_finishes_the_step_writes_a_checkpoint_and_exits_130()
     {
         var root = TestData.ShapesFolder();
         var dir = TestData.NewTempDir("cli-sigint");
@@ -75,9 +75,10 @@ public class TrainingCliTests
         using (var kill = Process.Start("kill", [signal, process.Id.ToString()])) kill.WaitForExit();
         if (!process.WaitForExit(TimeSpan.FromMinutes(2))) { process.Kill(true); Assert.Fail($"the CLI did not stop after kill {signal}"); }
 
-        Assert.True(process.ExitCode == 130, $"exit {process.ExitCode} after kill {signal}: {stderr.Result}{rest.Result}");
-        Assert.Contains("interrupted", stderr.Result);
-        Assert.Contains("--resume " + checkpoints, stderr.Result);
+        string errors = await stderr, output = await rest;
+        Assert.True(process.ExitCode == 130, $"exit {process.ExitCode} after kill {signal}: {errors}{output}");
+        Assert.Contains("interrupted", errors);
+        Assert.Contains("--resume " + checkpoints, errors);
         var latest = new CheckpointDirectory(checkpoints).Latest();
         Assert.NotNull(latest);
         Assert.True(latest!.EpochsCompleted >= 1);

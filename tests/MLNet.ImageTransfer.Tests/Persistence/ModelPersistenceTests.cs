@@ -231,7 +231,9 @@ public sealed class ModelPersistenceTests(ITestOutputHelper output) : IDisposabl
     public void The_bridge_finds_every_internal_member_of_this_ML_NET()
     {
         MLNetInternals.Verify();
-        Assert.Contains("5.0.1", MLNetInternals.DescribeLoadedMLNet());
+        // The ML.NET loaded here is the one the library says it supports (Directory.Packages.props' MLNetVersion).
+        Assert.Matches(@"^\d+\.\d+\.\d+$", MLNetInternals.SupportedMLNetVersion);
+        Assert.StartsWith($"Microsoft.ML.Core {MLNetInternals.SupportedMLNetVersion}+", MLNetInternals.DescribeLoadedMLNet());
         Assert.NotEmpty(MLNetInternals.Required);
     }
 
@@ -242,8 +244,8 @@ public sealed class ModelPersistenceTests(ITestOutputHelper output) : IDisposabl
         var error = Assert.Throws<InvalidOperationException>(
             () => MLNetInternals.VerifyAgainst(typeof(object).Assembly, typeof(object).Assembly));
         output.WriteLine(error.Message);
-        Assert.Contains("ML.NET 5.0.1", error.Message);
-        Assert.Contains("Microsoft.ML.Core 5.0.1", error.Message); // the version actually found
+        Assert.Contains($"ML.NET {MLNetInternals.SupportedMLNetVersion},", error.Message);
+        Assert.Contains(MLNetInternals.DescribeLoadedMLNet(), error.Message); // the version actually found
         Assert.Contains("ModelLoadContext", error.Message);
         Assert.Contains("LoadableClassAttribute", error.Message);
         Assert.Contains("IInternalCatalog", error.Message);

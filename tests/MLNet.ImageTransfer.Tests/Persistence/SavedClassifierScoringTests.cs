@@ -162,6 +162,32 @@ public class SavedClassifierScoringTests(ITestOutputHelper output)
 
     sealed record V1Scores(List<string> Images, List<float[]> Scores);
 
+    [Fact]
+    public void Models_saved_with_ML_NET_5_load_and_give_the_same_outputs()
+    {
+        var fixtures = Path.Combine(AppContext.BaseDirectory, "fixtures", "mlnet5-models");
+        var expected = JsonSerializer.Deserialize<MLNet5Outputs>(File.ReadAllText(Path.Combine(fixtures, "expected.json")))!;
+        Assert.StartsWith("Microsoft.ML.Core 5.0.1+", expected.SavedWith);
+        var images = Path.Combine(AppContext.BaseDirectory, "fixtures", "classifier-v1", "images");
+        var ml = new MLContext().RegisterImageTransfer();
+        var data = ml.Data.LoadFromEnumerable(expected.Images.Select(p => new Row { ImagePath = Path.Combine(images, p), Label = Path.GetDirectoryName(p)! }).ToList());
+
+        var classifier = ml.Model.Load(Path.Combine(fixtures, "classifier.zip"), out _);
+        var parts = ((IEnumerable<ITransformer>)classifier).ToList();
+        Assert.IsType<RobustImageLoadingTransformer>(parts[1]);
+        Assert.IsType<AugmentImagesTransformer>(parts[2]);
+        Assert.Equal(ClassifierScoringEngine.OnnxRuntime, ClassifierOf(classifier).Engine);
+        var scored = classifier.Transform(data);
+        AssertClose(expected.Scores, scored.GetColumn<float[]>("Score").ToList(), 1e-5, "classifier saved with ML.NET 5.0.1");
+        Assert.Equal(expected.PredictedLabels, scored.GetColumn<string>("PredictedLabel").ToList());
+
+        var featurizer = ml.Model.Load(Path.Combine(fixtures, "featurizer.zip"), out _);
+        Assert.IsType<ImageFeaturizerTransformer>(((IEnumerable<ITransformer>)featurizer).Last());
+        AssertClose(expected.Features, featurizer.Transform(data).GetColumn<float[]>("Features").ToList(), 1e-5, "featurizer saved with ML.NET 5.0.1");
+    }
+
+    sealed record MLNet5Outputs(string SavedWith, List<string> Images, List<float[]> Scores, List<string> PredictedLabels, List<float[]> Features);
+
     // ---- Child process: load, PredictionEngine, Transform, Evaluate, list native libraries ------------------------
 
     internal const string ChildMode = "saved-classifier-scoring";

@@ -21,12 +21,21 @@ namespace MLNet.ImageTransfer.MLNet.Persistence;
 /// the ML.NET version this was written against, the version found, and every member that is missing — rather than a
 /// <see cref="NullReferenceException"/> half-way through writing a model.
 /// </para>
-/// <para>Verified against ML.NET 5.0.1 (Microsoft.ML.Core informational version 5.0.1+a4f730ec).</para>
+/// <para>
+/// Verified against ML.NET 6.0.0 (Microsoft.ML.Core informational version 6.0.0+6eff5cce), by behaviour: the
+/// persistence tests, fresh-process save/load round trips, and the committed model files saved by earlier versions.
+/// Earlier: ML.NET 5.0.1 (5.0.1+a4f730ec).
+/// </para>
 /// </remarks>
 internal static class MLNetInternals
 {
-    /// <summary>The ML.NET release these internals were verified against.</summary>
-    public const string SupportedMLNetVersion = "5.0.1";
+    /// <summary>
+    /// The ML.NET release these internals were verified against: <c>MLNetVersion</c> of Directory.Packages.props (the
+    /// version the library is built with), stamped into this assembly as <c>[AssemblyMetadata("SupportedMLNetVersion")]</c>.
+    /// </summary>
+    public static string SupportedMLNetVersion { get; } = typeof(MLNetInternals).Assembly
+        .GetCustomAttributes<AssemblyMetadataAttribute>().SingleOrDefault(a => a.Key == "SupportedMLNetVersion")?.Value
+        ?? throw new InvalidOperationException("MLNet.ImageTransfer was built without its SupportedMLNetVersion metadata.");
 
     const BindingFlags Instance = BindingFlags.Instance | BindingFlags.Public | BindingFlags.NonPublic;
     const BindingFlags Static = BindingFlags.Static | BindingFlags.Public | BindingFlags.NonPublic;
@@ -214,7 +223,7 @@ internal static class MLNetInternals
             signature!, attributeCtor!, classInfoCtor!, addClass!, catalogLock!, internalCatalog!, catalogEnvironment!);
     }
 
-    /// <summary>"Microsoft.ML.Core 5.0.1+…", for error messages.</summary>
+    /// <summary>"Microsoft.ML.Core 6.0.0+…", for error messages.</summary>
     public static string DescribeLoadedMLNet()
     {
         var core = typeof(ModelSaveContext).Assembly;
