@@ -39,10 +39,14 @@ public sealed record FineTuningPhase(int FromEpoch, int ToEpoch, IReadOnlyList<s
 /// <see cref="TrainingOptions.LearningRateMultipliers"/>): the group k steps below the head gets rate × decay^k (timm's
 /// layer decay), or an explicit multiplier per group name (fastai's lr_mult).</item>
 /// </list>
-/// BatchNorm layers of frozen groups stay in eval mode when <see cref="TrainingOptions.FreezeBatchNormStatistics"/> is set.
+/// BatchNorm layers of frozen groups stay in eval mode when <see cref="TrainingOptions.FreezeBatchNormStatistics"/> is set,
+/// and those of trained groups too when <see cref="TrainingOptions.FineTuneBatchNormStatistics"/> is not.
 /// </remarks>
 public sealed record FineTuningSchedule(IReadOnlyList<string> LayerGroups, IReadOnlyList<FineTuningPhase> Phases, bool FreezeBatchNormStatistics)
 {
+    /// <summary>Whether the BatchNorm layers of trained groups update their statistics (see <see cref="TrainingOptions.FineTuneBatchNormStatistics"/>).</summary>
+    public bool FineTuneBatchNormStatistics { get; init; } = true;
+
     /// <summary>The phase an epoch belongs to.</summary>
     public FineTuningPhase PhaseOf(int epoch)
         => Phases.FirstOrDefault(p => epoch >= p.FromEpoch && epoch <= p.ToEpoch)
@@ -92,7 +96,7 @@ public sealed record FineTuningSchedule(IReadOnlyList<string> LayerGroups, IRead
             var unfrozen = options.TrainableBlocks is int blocks ? backbone.Skip(backbone.Count - blocks) : backbone;
             phases.Add(Phase(frozen + 1, options.Epochs, unfrozen.Concat(head), lr, headOnly: false));
         }
-        return new FineTuningSchedule(names, phases, options.FreezeBatchNormStatistics);
+        return new FineTuningSchedule(names, phases, options.FreezeBatchNormStatistics) { FineTuneBatchNormStatistics = options.FineTuneBatchNormStatistics };
     }
 
     /// <summary>Sets <c>requires_grad</c> for the phase: trainable groups on, the rest off.</summary>
@@ -115,10 +119,15 @@ public sealed record FineTuningSchedule(IReadOnlyList<string> LayerGroups, IRead
     /// <summary>Puts the modules of frozen groups in eval mode (their BatchNorms then use, and keep, their running statistics).</summary>
     internal void ApplyBatchNormFreezing(IReadOnlyList<LayerGroup> groups, FineTuningPhase phase)
     {
-        if (!FreezeBatchNormStatistics) return;
-        foreach (var g in groups)
-            if (!phase.TrainableGroups.Contains(g.Name))
-                foreach (var m in g.Modules) m.eval();
+        if (FreezeBatchNormStatistics)
+            foreach (var g in groups)
+                if (!phase.TrainableGroups.Contains(g.Name))
+                    foreach (var m in g.Modules) m.eval();
+        if (!FineTuneBatchNormStatistics)
+            foreach (var g in groups.Where(g => !g.IsHead && phase.TrainableGroups.Contains(g.Name)))
+                foreach (var root in g.Modules)
+                    foreach (var m in root.modules().Prepend(root))
+                        if (m.GetType().Name.StartsWith("BatchNorm", StringComparison.Ordinal)) m.eval();
     }
 
     /// <summary>The optimiser for a phase: one parameter group per layer group, each at its learning rate.</summary>

@@ -70,6 +70,14 @@ public class TrainingOptions
     public bool FreezeBatchNormStatistics { get; set; } = true;
 
     /// <summary>
+    /// Whether the BatchNorm layers of the groups being fine-tuned update their statistics from each batch (PyTorch's
+    /// <c>model.train()</c>). Default true. False keeps every BatchNorm in inference mode while its weights train — the
+    /// advice of Keras' fine-tuning guide: on small datasets, batch statistics of a few dozen images pull a pretrained
+    /// network's normalisation away from what its later layers expect.
+    /// </summary>
+    public bool FineTuneBatchNormStatistics { get; set; } = true;
+
+    /// <summary>
     /// Feature extraction: the backbone never trains, only the head does (Keras' <c>base_model.trainable = False</c>;
     /// seed 001's frozen VGG16). Default false.
     /// </summary>
