@@ -62,16 +62,31 @@ public sealed class ResNet : ImageClassifierModel
     protected override nn.Module<Tensor, Tensor> Classifier { get => _fc; set => _fc = value; }
     protected override nn.Module<Tensor, Tensor> BuildClassifier(HeadSpec head, int numClasses) => BuildPooledHead(head, _numFeatures, numClasses);
 
+    // One group per residual block (timm's fine-grained grouping): "the last K blocks" and layer-wise learning rates
+    // work block by block, and fine-tuning only the last block of a stage is possible. A multiplier named after a stage
+    // (layer4) applies to its blocks (see FineTuningSchedule).
     public override IReadOnlyList<LayerGroup> LayerGroups =>
         new[] { new LayerGroup("stem", new nn.Module[] { _conv1, _bn1 }, false) }
-            .Concat(_stages.Select((s, i) => new LayerGroup($"layer{i + 1}", [s], false)))
+            .Concat(Blocks.Select(b => new LayerGroup(b.Name, [b.Block], false)))
             .Append(new LayerGroup("head", [_fc], true)).ToArray();
 
-    // Stage 0 is the stem (conv1, bn1, relu, maxpool); stages 1–4 are layer1–layer4.
+    /// <summary>The residual blocks in order, named by their torchvision path (layer1.0 … layer4.N).</summary>
+    IEnumerable<(string Name, nn.Module<Tensor, Tensor> Block)> Blocks =>
+        _stages.SelectMany((stage, s) => stage.named_children().Select(c => ($"layer{s + 1}.{c.name}", (nn.Module<Tensor, Tensor>)c.module)));
+
+    // Stage 0 is the stem (conv1, bn1, relu, maxpool); the stages after it are the residual blocks, as the groups are.
+    // A layerN covered whole runs as its Sequential, so hooks on layer1..layer4 (Grad-CAM, activations) still fire.
     public override Tensor ForwardStages(Tensor input, int from, int to)
     {
-        CheckStageRange(from, to, _stages.Length + 1);
+        int blockCount = _stages.Sum(s => (int)s.Count);
+        CheckStageRange(from, to, blockCount + 1);
         var x = input;
+        void Step(nn.Module<Tensor, Tensor> module)
+        {
+            var next = module.call(x);
+            if (!ReferenceEquals(x, input)) x.Dispose();
+            x = next;
+        }
         if (from == 0 && to > 0)
         {
             using var c = _conv1.call(input);
@@ -79,11 +94,13 @@ public sealed class ResNet : ImageClassifierModel
             using var r = nn.functional.relu(n);
             x = _maxpool.call(r);
         }
-        for (int s = Math.Max(from, 1); s < to; s++)
+        int first = 1; // stage index of the current layer's first block
+        foreach (var layer in _stages)
         {
-            var next = _stages[s - 1].call(x);
-            if (!ReferenceEquals(x, input)) x.Dispose();
-            x = next;
+            int count = (int)layer.Count, begin = Math.Max(from, first), end = Math.Min(to, first + count);
+            if (begin == first && end == first + count) Step(layer);
+            else for (int b = begin; b < end; b++) Step((nn.Module<Tensor, Tensor>)layer[b - first]);
+            first += count;
         }
         return ReferenceEquals(x, input) ? input.alias() : x;
     }

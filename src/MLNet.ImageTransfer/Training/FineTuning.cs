@@ -64,14 +64,22 @@ public sealed record FineTuningSchedule(IReadOnlyList<string> LayerGroups, IRead
         var names = backbone.Concat(head).ToList();
         if (options.TrainableBlocks is int k && k > backbone.Count)
             throw new ArgumentException($"TrainableBlocks is {k} but the model's backbone has {backbone.Count} groups ({string.Join(", ", backbone)}).", nameof(options));
+        // A multiplier names a group, or a stage whose blocks are groups (layer4 → layer4.0, layer4.1, …).
+        static bool Covers(string name, string group) => group == name || group.StartsWith(name + ".", StringComparison.Ordinal);
         if (options.LearningRateMultipliers is { } multipliers)
             foreach (var name in multipliers.Keys)
-                if (!names.Contains(name))
+                if (!names.Any(g => Covers(name, g)))
                     throw new ArgumentException($"LearningRateMultipliers names the group '{name}', which this model does not have. Its groups: {string.Join(", ", names)}.", nameof(options));
 
         double Multiplier(string group)
         {
-            if (options.LearningRateMultipliers is { } m && m.TryGetValue(group, out var explicitValue)) return explicitValue;
+            if (options.LearningRateMultipliers is { } m)
+            {
+                if (m.TryGetValue(group, out var exact)) return exact;
+                // The longest name that covers the group wins (layer4.2 over layer4).
+                var covering = m.Where(kv => Covers(kv.Key, group)).OrderByDescending(kv => kv.Key.Length).Select(kv => (double?)kv.Value).FirstOrDefault();
+                if (covering is double stage) return stage;
+            }
             int index = backbone.IndexOf(group);
             if (index < 0 || options.LayerLearningRateDecay is not double decay) return 1;
             return Math.Pow(decay, backbone.Count - index); // the last backbone group is one step below the head

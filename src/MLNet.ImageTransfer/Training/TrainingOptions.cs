@@ -84,9 +84,10 @@ public class TrainingOptions
     public bool FreezeBackbone { get; set; }
 
     /// <summary>
-    /// When the backbone trains, only its last K layer groups do (blocks / stages, counted from the head; see
-    /// <see cref="Models.ImageClassifierModel.LayerGroups"/>): seed 001 fine-tunes VGG16's block5 with K = 1. 0 is
-    /// feature extraction. Null (default): the whole backbone.
+    /// When the backbone trains, only its last K layer groups do, counted from the head (see
+    /// <see cref="Models.ImageClassifierModel.LayerGroups"/>): a ResNet's residual blocks (K = 3 is layer4 of a
+    /// ResNet-50), a DenseNet's dense blocks with their transitions, a VGG's blocks (fine-tuning VGG16's block5 is
+    /// K = 1). 0 is feature extraction. Null (default): the whole backbone.
     /// </summary>
     public int? TrainableBlocks { get; set; }
 

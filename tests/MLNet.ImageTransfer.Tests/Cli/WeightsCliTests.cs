@@ -67,7 +67,7 @@ public class WeightsCliTests
             "--batch-size", "8", "--seed", "2", "--quiet", "--out", modelPath);
         Assert.True(train.ExitCode == 0, train.StdErr + train.StdOut);
         Assert.Contains("[frozen]", train.StdOut);
-        Assert.Contains("[fine-tune]", train.StdOut);
+        Assert.Contains("[fine-tune, cached features]", train.StdOut); // the frozen blocks' output is kept from epoch 1
 
         var ml = new Microsoft.ML.MLContext();
         var model = ImageClassificationWorkflow.LoadModel(ml, modelPath, out _);
@@ -77,8 +77,8 @@ public class WeightsCliTests
         Assert.Equal("torchvision", description.Preprocessing.Name);
         var phases = description.FineTuning!.Phases;
         Assert.Equal(["head"], phases[0].TrainableGroups);
-        Assert.Equal(["layer3", "layer4", "head"], phases[1].TrainableGroups);
-        Assert.Equal(1e-3 * 0.25, phases[1].LearningRates["layer3"], 12);
+        Assert.Equal(["layer4.0", "layer4.1", "head"], phases[1].TrainableGroups); // resnet18's last two residual blocks
+        Assert.Equal(1e-3 * 0.25, phases[1].LearningRates["layer4.0"], 12);
 
         var mismatch = CliProcess.Run("train", "--data", root, "--arch", "resnet50", "--weights", WeightFormatParityTests.W("keras_resnet_micro.h5"),
             "--preprocess", "torchvision", "--epochs", "1", "--out", modelPath);

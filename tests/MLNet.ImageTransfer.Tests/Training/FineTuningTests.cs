@@ -55,7 +55,8 @@ public class FineTuningTests
     static IEnumerable<string> KeysOf(ImageClassifierModel model, params string[] groups)
     {
         var names = model.named_modules().ToDictionary(m => (object)m.module, m => m.name, ReferenceEqualityComparer.Instance);
-        foreach (var g in model.LayerGroups.Where(g => groups.Contains(g.Name)))
+        // A stage's name covers its blocks' groups (layer4 → layer4.0, …).
+        foreach (var g in model.LayerGroups.Where(g => groups.Any(name => g.Name == name || g.Name.StartsWith(name + ".", StringComparison.Ordinal))))
             foreach (var module in g.Modules)
             {
                 string prefix = names[module];
@@ -106,7 +107,7 @@ public class FineTuningTests
         Assert.All(KeysOf(model, "layer4").Where(k => k.EndsWith("weight", StringComparison.Ordinal)),
             key => Assert.False(Same(states[0][key], states[1][key]), $"{key} did not train"));
         Assert.False(Same(states[0]["layer4.0.bn1.running_mean"], states[1]["layer4.0.bn1.running_mean"]));
-        Assert.Equal(["layer4", "head"], history.Schedule!.Phases.Single().TrainableGroups);
+        Assert.Equal(["layer4.0", "head"], history.Schedule!.Phases.Single().TrainableGroups);
         Assert.Equal(TrainingPhase.FineTune, history.Epochs[0].Phase);
     }
 
@@ -129,15 +130,15 @@ public class FineTuningTests
             Epochs = 4, FrozenEpochs = 1, LearningRate = 1e-2, FineTuneLearningRate = 1e-3, LayerLearningRateDecay = 0.5,
             LearningRateMultipliers = new Dictionary<string, double> { ["stem"] = 0.01 },
         });
-        Assert.Equal(["stem", "layer1", "layer2", "layer3", "layer4", "head"], schedule.LayerGroups);
+        Assert.Equal(["stem", "layer1.0", "layer2.0", "layer3.0", "layer4.0", "head"], schedule.LayerGroups);
         var frozen = schedule.PhaseOf(1);
         Assert.True(frozen.HeadOnly);
         Assert.Equal(1e-2, frozen.LearningRates["head"]);
         var fine = schedule.PhaseOf(2);
         Assert.Same(fine, schedule.PhaseOf(4));
         Assert.Equal(1e-3, fine.LearningRates["head"], 12);
-        Assert.Equal(1e-3 * 0.5, fine.LearningRates["layer4"], 12);
-        Assert.Equal(1e-3 * 0.0625, fine.LearningRates["layer1"], 12);
+        Assert.Equal(1e-3 * 0.5, fine.LearningRates["layer4.0"], 12);
+        Assert.Equal(1e-3 * 0.0625, fine.LearningRates["layer1.0"], 12);
         Assert.Equal(1e-5, fine.LearningRates["stem"], 12); // explicit multiplier wins over the decay
 
         // The optimiser really uses one rate per group: SGD without momentum moves each parameter by rate × gradient.
@@ -157,7 +158,7 @@ public class FineTuningTests
     {
         using var model = NewModel();
         var tooMany = Assert.Throws<ArgumentException>(() => FineTuningSchedule.Create(model.LayerGroups, new TrainingOptions { TrainableBlocks = 6 }));
-        Assert.Contains("stem, layer1, layer2, layer3, layer4", tooMany.Message);
+        Assert.Contains("stem, layer1.0, layer2.0, layer3.0, layer4.0", tooMany.Message);
         var unknown = Assert.Throws<ArgumentException>(() => FineTuningSchedule.Create(model.LayerGroups,
             new TrainingOptions { LearningRateMultipliers = new Dictionary<string, double> { ["block5"] = 0.1 } }));
         Assert.Contains("'block5'", unknown.Message);

@@ -83,8 +83,8 @@ public class PretrainedTrainingTests
         var phases = description.FineTuning!.Phases;
         Assert.Equal(2, phases.Count);
         Assert.Equal(["head"], phases[0].TrainableGroups);
-        Assert.Equal(["stem", "layer1", "layer2", "layer3", "layer4", "head"], phases[1].TrainableGroups);
-        Assert.Equal(1e-4, phases[1].LearningRates["layer1"]);
+        Assert.Equal(["stem", "layer1.0", "layer2.0", "layer2.1", "layer3.0", "layer4.0", "head"], phases[1].TrainableGroups);
+        Assert.Equal(1e-4, phases[1].LearningRates["layer1.0"]);
 
         // All of it survives saving and loading.
         var path = Path.Combine(TestData.NewTempDir("keras-train"), "model.zip");
