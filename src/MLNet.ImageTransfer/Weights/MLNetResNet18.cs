@@ -22,6 +22,10 @@ public static class MLNetResNet18
     /// <summary>The NuGet package that ships the network.</summary>
     public const string PackageId = "Microsoft.ML.DnnImageFeaturizer.ResNet18";
 
+    /// <summary>The package's version this library is built against, where the weights catalog looks for it.</summary>
+    public static string PackageVersion => PretrainedWeightCatalog.BuiltAgainst(PackageId)
+        ?? throw new InvalidOperationException($"MLNet.ImageTransfer was built without the version of {PackageId}.");
+
     /// <summary>The registered architecture the backbone loads into.</summary>
     public const string ArchitectureName = "resnet18_mlnet";
 

@@ -133,7 +133,7 @@ public class PretrainedWeightCatalogTests
         Assert.Equal(WeightPublisher.NuGetPackage, e.Source);
         Assert.Null(e.Url);
         Assert.Null(e.NumClasses);
-        Assert.Equal(new NuGetPackageLocation("Microsoft.ML.DnnImageFeaturizer.ResNet18", "0.24.0",
+        Assert.Equal(new NuGetPackageLocation("Microsoft.ML.DnnImageFeaturizer.ResNet18", MLNetResNet18.PackageVersion,
             new PackageFile("tools/DnnImageModels/ResNet18Onnx/ResNet18.onnx", "DnnImageModels/ResNet18Onnx/ResNet18.onnx"), e.Package!.Companions), e.Package);
         Assert.Equal([new PackageFile("tools/DnnImageModels/ResNetPrepOnnx/ResNetPreprocess.onnx", "DnnImageModels/ResNetPrepOnnx/ResNetPreprocess.onnx")], e.Package.Companions);
         Assert.Equal("onnx-graph", e.Preprocessing.Mode);

@@ -133,7 +133,7 @@ public class PretrainedWeightSourceTests
     public void The_package_entry_is_found_in_the_NuGet_packages_folder_or_the_application_folder()
     {
         var packages = TestData.NewTempDir("nuget-packages");
-        var version = Path.Combine(packages, "microsoft.ml.dnnimagefeaturizer.resnet18", "0.24.0");
+        var version = Path.Combine(packages, "microsoft.ml.dnnimagefeaturizer.resnet18", MLNetResNet18.PackageVersion);
         Directory.CreateDirectory(Path.Combine(version, "tools", "DnnImageModels", "ResNet18Onnx"));
         Directory.CreateDirectory(Path.Combine(version, "tools", "DnnImageModels", "ResNetPrepOnnx"));
         File.WriteAllBytes(Path.Combine(version, "tools", "DnnImageModels", "ResNet18Onnx", "ResNet18.onnx"), [8]);
@@ -171,7 +171,7 @@ public class PretrainedWeightSourceTests
 
         Assert.Contains("dotnet add package Microsoft.ML.DnnImageFeaturizer.ResNet18", e.Message);
         Assert.Contains(Path.Combine(application, "DnnImageModels", "ResNet18Onnx", "ResNet18.onnx"), e.Message);
-        Assert.Contains(Path.Combine(packages, "microsoft.ml.dnnimagefeaturizer.resnet18", "0.24.0", "tools", "DnnImageModels", "ResNet18Onnx", "ResNet18.onnx"), e.Message);
+        Assert.Contains(Path.Combine(packages, "microsoft.ml.dnnimagefeaturizer.resnet18", MLNetResNet18.PackageVersion, "tools", "DnnImageModels", "ResNet18Onnx", "ResNet18.onnx"), e.Message);
         Assert.Null(PretrainedWeightSource.FindLocal(PretrainedWeightCatalog.Find("mlnet-resnet18"), new PretrainedWeightOptions { ApplicationDirectory = application }));
     }
 

@@ -176,6 +176,11 @@ public static class PretrainedWeightCatalog
         }
     }
 
+    /// <summary>The version of a package this library was built against, from its <c>PackageVersion:&lt;id&gt;</c> assembly metadata.</summary>
+    internal static string? BuiltAgainst(string packageId) => typeof(PretrainedWeightCatalog).Assembly
+        .GetCustomAttributes(typeof(System.Reflection.AssemblyMetadataAttribute), false).Cast<System.Reflection.AssemblyMetadataAttribute>()
+        .FirstOrDefault(a => a.Key == "PackageVersion:" + packageId)?.Value;
+
     static PretrainedWeightEntry ParseEntry(JsonElement e)
     {
         string Str(JsonElement o, string key) => OptStr(o, key) ?? throw new InvalidDataException($"\"{key}\" is missing.");
@@ -220,7 +225,11 @@ public static class PretrainedWeightCatalog
             var companions = p.TryGetProperty("companions", out var c) && c.ValueKind == JsonValueKind.Array
                 ? c.EnumerateArray().Select(x => new PackageFile(Str(x, "path"), Str(x, "outputPath"))).ToList()
                 : [];
-            package = new NuGetPackageLocation(Str(p, "id"), Str(p, "version"), new PackageFile(Str(p, "path"), Str(p, "outputPath")), companions);
+            var id = Str(p, "id");
+            // Without a version: the one this library was built against (stamped from Directory.Packages.props).
+            var version = OptStr(p, "version") ?? BuiltAgainst(id)
+                ?? throw new InvalidDataException($"the package {id} has no \"version\", and this library records none for it.");
+            package = new NuGetPackageLocation(id, version, new PackageFile(Str(p, "path"), Str(p, "outputPath")), companions);
             if (url is not null) throw new InvalidDataException("a NuGet package entry has no \"url\" (it is found, never downloaded).");
         }
         else if (url is null || !Uri.TryCreate(url, UriKind.Absolute, out var uri) || uri.Scheme is not ("https" or "http"))
