@@ -45,6 +45,7 @@ public class ReadmeExampleTests
         Assert.All(Versions(readme, "Microsoft.ML.ImageAnalytics"), v => Assert.Equal(MLNetInternals.SupportedMLNetVersion, v));
         var onnxRuntime = typeof(Microsoft.ML.OnnxRuntime.InferenceSession).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()!.InformationalVersion;
         Assert.All(Versions(readme, "Microsoft.ML.OnnxRuntime"), v => Assert.StartsWith(v + "+", onnxRuntime));
+        Assert.All(Versions(readme, "MLNet.ImageTransfer"), v => Assert.Equal(LibraryVersion, v));
     }
 
     [Fact]
