@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Reflection;
+using System.Security;
 using System.Text.RegularExpressions;
 using MLNet.ImageTransfer.Data;
 using MLNet.ImageTransfer.MLNet.Persistence;
@@ -133,16 +134,17 @@ public class PackedConsumerTests(ITestOutputHelper output)
         // The user's packages folder: read-only here (a fallback folder), so nothing of this test stays in it.
         var userPackages = Environment.GetEnvironmentVariable("NUGET_PACKAGES") is { Length: > 0 } p ? p
             : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".nuget", "packages");
-        var fallback = Directory.Exists(userPackages) ? $"""<add key="user" value="{userPackages}" />""" : "";
+        static string Xml(string value) => SecurityElement.Escape(value);
+        var fallback = Directory.Exists(userPackages) ? $"""<add key="user" value="{Xml(userPackages)}" />""" : "";
         File.WriteAllText(path, $"""
             <?xml version="1.0" encoding="utf-8"?>
             <configuration>
               <config>
-                <add key="globalPackagesFolder" value="{packages}" />
+                <add key="globalPackagesFolder" value="{Xml(packages)}" />
               </config>
               <packageSources>
                 <clear />
-                <add key="local" value="{feed}" />
+                <add key="local" value="{Xml(feed)}" />
                 <add key="nuget.org" value="https://api.nuget.org/v3/index.json" />
               </packageSources>
               <packageSourceMapping>
