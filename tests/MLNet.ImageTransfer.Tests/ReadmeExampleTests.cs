@@ -2,19 +2,25 @@ using System.Reflection;
 using System.Text.RegularExpressions;
 using Microsoft.CodeAnalysis;
 using Microsoft.CodeAnalysis.CSharp;
+using MLNet.ImageTransfer.Data;
 using MLNet.ImageTransfer.MLNet.Persistence;
 
 namespace MLNet.ImageTransfer.Tests;
 
-/// <summary>README.md's C# example must compile against the library as it is, and its package versions be the ones the library is built with.</summary>
+/// <summary>
+/// The C# examples of README.md and of the package's readme (src/MLNet.ImageTransfer/PACKAGE.md) must compile against
+/// the library as it is, and their package versions be the ones the library is built with.
+/// </summary>
 public class ReadmeExampleTests
 {
-    [Fact]
-    public void Readme_example_compiles()
+    [Theory]
+    [InlineData("README.md")]
+    [InlineData("PACKAGE.md")]
+    public void Readme_example_compiles(string file)
     {
-        var readme = File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "README.md"));
+        var readme = File.ReadAllText(Path.Combine(AppContext.BaseDirectory, file));
         var match = Regex.Match(readme, @"<!-- example:begin -->\s*```csharp\s*(?<code>.*?)```\s*<!-- example:end -->", RegexOptions.Singleline);
-        Assert.True(match.Success, "README.md has no example between <!-- example:begin --> and <!-- example:end -->.");
+        Assert.True(match.Success, $"{file} has no example between <!-- example:begin --> and <!-- example:end -->.");
 
         var tree = CSharpSyntaxTree.ParseText(match.Groups["code"].Value, new CSharpParseOptions(LanguageVersion.Latest));
         var references = ((string)AppContext.GetData("TRUSTED_PLATFORM_ASSEMBLIES")!).Split(Path.PathSeparator)
@@ -27,23 +33,38 @@ public class ReadmeExampleTests
         using var output = new MemoryStream();
         var result = compilation.Emit(output);
         var errors = result.Diagnostics.Where(d => d.Severity == DiagnosticSeverity.Error).Select(d => d.ToString()).ToList();
-        Assert.True(result.Success, "README example does not compile:\n" + string.Join("\n", errors));
+        Assert.True(result.Success, $"{file} example does not compile:\n" + string.Join("\n", errors));
     }
 
     [Fact]
     public void Readme_package_versions_are_the_ones_the_library_is_built_with()
     {
         var readme = File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "README.md"));
-        string Version(string package)
-        {
-            var m = Regex.Match(readme, $"<PackageReference Include=\"{Regex.Escape(package)}\" Version=\"(?<v>[^\"]+)\"");
-            Assert.True(m.Success, $"README.md has no PackageReference to {package}.");
-            return m.Groups["v"].Value;
-        }
         // The ML.NET version: Directory.Packages.props' MLNetVersion, which the library carries as metadata.
-        Assert.Equal(MLNetInternals.SupportedMLNetVersion, Version("Microsoft.ML"));
-        Assert.Equal(MLNetInternals.SupportedMLNetVersion, Version("Microsoft.ML.ImageAnalytics"));
+        Assert.All(Versions(readme, "Microsoft.ML"), v => Assert.Equal(MLNetInternals.SupportedMLNetVersion, v));
+        Assert.All(Versions(readme, "Microsoft.ML.ImageAnalytics"), v => Assert.Equal(MLNetInternals.SupportedMLNetVersion, v));
         var onnxRuntime = typeof(Microsoft.ML.OnnxRuntime.InferenceSession).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()!.InformationalVersion;
-        Assert.StartsWith(Version("Microsoft.ML.OnnxRuntime") + "+", onnxRuntime);
+        Assert.All(Versions(readme, "Microsoft.ML.OnnxRuntime"), v => Assert.StartsWith(v + "+", onnxRuntime));
+        Assert.All(Versions(readme, "MLNet.ImageTransfer"), v => Assert.Equal(LibraryVersion, v));
+    }
+
+    [Fact]
+    public void Package_readme_versions_are_the_ones_the_library_is_built_with()
+    {
+        var readme = File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "PACKAGE.md"));
+        Assert.All(Versions(readme, "Microsoft.ML"), v => Assert.Equal(MLNetInternals.SupportedMLNetVersion, v));
+        Assert.All(Versions(readme, "MLNet.ImageTransfer"), v => Assert.Equal(LibraryVersion, v));
+    }
+
+    /// <summary>The library's version as packed (Directory.Build.props' VersionPrefix), without the commit.</summary>
+    static string LibraryVersion => typeof(ImageFolder).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()!.InformationalVersion.Split('+')[0];
+
+    /// <summary>The Version of every PackageReference to <paramref name="package"/>; at least one must exist.</summary>
+    static List<string> Versions(string text, string package)
+    {
+        var versions = Regex.Matches(text, $"<PackageReference Include=\"{Regex.Escape(package)}\" Version=\"(?<v>[^\"]+)\"")
+            .Select(m => m.Groups["v"].Value).ToList();
+        Assert.True(versions.Count > 0, $"No PackageReference to {package}.");
+        return versions;
     }
 }
