@@ -123,6 +123,7 @@ public static class ReportCharts
                 var label = plot.Add.Text(text, j, k - 1 - i);
                 label.LabelFontSize = valueSize;
                 label.LabelAlignment = Alignment.MiddleCenter;
+                label.LabelOffsetY = valueSize * 0.33f; // ScottPlot centres the line's box, which sits digits high
                 label.LabelFontColor = IsDark(Blues.GetColor(values[i, j] / vmax)) ? Colors.White : Colors.Black;
             }
 
