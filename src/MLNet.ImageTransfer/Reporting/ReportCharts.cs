@@ -89,8 +89,9 @@ public static class ReportCharts
         bool rotate = longest > cell - 6;
         float gridSize = cell * k;
 
+        var title = normalize ? "Confusion matrix (each row normalised by its true class)" : $"Confusion matrix (counts, {counts.Sum(r => r.Sum())} images)";
         var plot = new Plot();
-        plot.Title(normalize ? "Confusion matrix (each row normalised by its true class)" : $"Confusion matrix (counts, {counts.Sum(r => r.Sum())} images)", titleSize);
+        plot.Title(title, titleSize);
         plot.XLabel("predicted class", axisTitleSize);
         plot.YLabel("true class", axisTitleSize);
         plot.HideGrid();
@@ -145,11 +146,13 @@ public static class ReportCharts
         float right = barGap + barWidth + 4 + 5 + barLabels + 16;
         // Rotated names of the first columns reach left of the grid: the margin holds them too.
         if (rotate) left = Math.Max(left, longest * 0.71f - cell / 2 + 12);
-        plot.Layout.Fixed(new PixelPadding(left, right, bottom, top));
         FixSize(plot.Axes.Left, left);
         FixSize(plot.Axes.Bottom, bottom);
         FixSize(plot.Axes.Right, barGap);
-        int width = (int)Math.Ceiling(left + gridSize + right), height = (int)Math.Ceiling(top + gridSize + bottom);
+        // A small grid still leaves room for the title (centred over the grid): equal margins on both sides.
+        float widen = Math.Max(0, Math.Max(420, ChartFont.Measure(title, titleSize).Width + 40) - (left + gridSize + right)) / 2;
+        plot.Layout.Fixed(new PixelPadding(left + widen, right + widen, bottom, top));
+        int width = (int)Math.Ceiling(left + gridSize + right + 2 * widen), height = (int)Math.Ceiling(top + gridSize + bottom);
 
         ChartFont.Apply(plot);
         return plot.GetImageBytes(width, height, ImageFormat.Png);

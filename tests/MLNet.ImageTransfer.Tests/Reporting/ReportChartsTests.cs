@@ -127,17 +127,17 @@ public class ReportChartsTests
             // Each cell's value printed in its middle: light on the dark diagonal, dark elsewhere.
             Assert.True(Count(bitmap, CellMiddle(grid, cell, 0, 0), c => c.Red > 150) > 10, "the diagonal value is missing");
             Assert.True(DarkPixels(bitmap, CellMiddle(grid, cell, 0, 1)) > 10, "an off-diagonal value is missing");
-            // Class names left of each row (right of the axis title), as wide as the embedded font makes them, and under each column.
+            // Class names left of each row, as wide as the embedded font makes them, and under each column.
             for (int i = 0; i < 3; i++)
             {
-                var rowName = new SKRectI(26, (int)(grid.Top + i * cell + cell / 3), grid.Left - 6, (int)(grid.Top + (i + 1) * cell - cell / 3));
+                var rowName = new SKRectI(grid.Left - 60, (int)(grid.Top + i * cell + cell / 3), grid.Left - 6, (int)(grid.Top + (i + 1) * cell - cell / 3));
                 Assert.InRange(InkWidth(bitmap, rowName), ChartFont.Measure(names[i], 14).Width * 0.6, ChartFont.Measure(names[i], 14).Width + 2);
                 var columnName = new SKRectI((int)(grid.Left + i * cell), grid.Bottom + 6, (int)(grid.Left + (i + 1) * cell), grid.Bottom + 30);
                 Assert.True(DarkPixels(bitmap, columnName) > 20, $"the name under column {i} is missing");
             }
-            // The axis titles: "predicted class" under the names, "true class" at the left edge.
+            // The axis titles: "predicted class" under the names, "true class" left of them.
             Assert.True(DarkPixels(bitmap, new SKRectI(grid.Left, grid.Bottom + 34, grid.Right, bitmap.Height)) > 50, "the x axis title is missing");
-            Assert.True(DarkPixels(bitmap, new SKRectI(0, grid.Top, 24, grid.Bottom)) > 50, "the y axis title is missing");
+            Assert.True(DarkPixels(bitmap, new SKRectI(0, grid.Top, grid.Left - 60, grid.Bottom)) > 50, "the y axis title is missing");
 
             // The colour bar at the right: dark blue at its top, near white at its bottom, tick labels beside it.
             var bar = Enumerable.Range(grid.Right + 4, bitmap.Width - grid.Right - 4).Where(x => bitmap.GetPixel(x, grid.Top + 3) is var c && c.Blue - c.Red > 80).ToList();
@@ -164,6 +164,19 @@ public class ReportChartsTests
         using var veryLong = Decode(ReportCharts.ConfusionMatrix(veryLongNames, counts, normalize: false));
         Assert.InRange(veryLong.Width, large.Width, large.Width + 100);
         Assert.InRange(veryLong.Height, large.Height, large.Height + 100);
+    }
+
+    [Fact]
+    public void A_small_heatmap_is_wide_enough_for_its_whole_title()
+    {
+        foreach (var normalize in new[] { false, true })
+        {
+            using var bitmap = Decode(ReportCharts.ConfusionMatrix(["only"], [[5]], normalize));
+            var title = normalize ? "Confusion matrix (each row normalised by its true class)" : "Confusion matrix (counts, 5 images)";
+            var band = new SKRectI(0, 0, bitmap.Width, 40);
+            Assert.InRange(InkWidth(bitmap, band), ChartFont.Measure(title, 17).Width * 0.85, ChartFont.Measure(title, 17).Width + 2);
+            Assert.Equal(0, DarkPixels(bitmap, new SKRectI(0, 0, 10, 40)) + DarkPixels(bitmap, new SKRectI(bitmap.Width - 10, 0, bitmap.Width, 40)));
+        }
     }
 
     [Fact]
