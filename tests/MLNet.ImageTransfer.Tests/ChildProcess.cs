@@ -7,8 +7,13 @@ internal static class ChildProcess
 {
     public static (int ExitCode, string StdOut, string StdErr) RunDotnet(IEnumerable<string> arguments, TimeSpan timeout,
         IReadOnlyDictionary<string, string>? environment = null, string? workingDirectory = null)
+        => Run(DotnetHost(), arguments, timeout, environment, workingDirectory);
+
+    /// <summary>Runs <paramref name="program"/> (a path, or a name looked up on PATH) to its end; returns its exit code and output.</summary>
+    public static (int ExitCode, string StdOut, string StdErr) Run(string program, IEnumerable<string> arguments, TimeSpan timeout,
+        IReadOnlyDictionary<string, string>? environment = null, string? workingDirectory = null)
     {
-        var start = new ProcessStartInfo(DotnetHost())
+        var start = new ProcessStartInfo(program)
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
@@ -23,7 +28,7 @@ internal static class ChildProcess
         if (!process.WaitForExit(timeout))
         {
             process.Kill(entireProcessTree: true);
-            throw new TimeoutException($"dotnet {string.Join(' ', start.ArgumentList)} did not finish in {timeout}.");
+            throw new TimeoutException($"{program} {string.Join(' ', start.ArgumentList)} did not finish in {timeout}.");
         }
         return (process.ExitCode, stdout.Result, stderr.Result);
     }

@@ -50,6 +50,7 @@ internal static class FreshProcess
                 SavedClassifierScoringTests.ChildMode => SavedClassifierScoringTests.RunChildProcess(args),
                 Onnx.OnnxScoringTests.ChildMode => Onnx.OnnxScoringTests.RunChildProcess(args),
                 Platform.ConvolutionEngineCheckTests.ChildMode => Platform.ConvolutionEngineCheckTests.RunChild(args),
+                Reporting.ChartsWithoutSystemFontsTests.ChildMode => Reporting.ChartsWithoutSystemFontsTests.RunChild(args),
                 _ => 2,
             };
         }
@@ -71,6 +72,19 @@ internal static class FreshProcess
         var variables = new Dictionary<string, string> { [ModeVariable] = mode, [ArgumentVariable] = JsonSerializer.Serialize(args) };
         foreach (var (name, value) in environment ?? new Dictionary<string, string>()) variables[name] = value;
         var (code, stdout, stderr) = ChildProcess.RunDotnet(["exec", assembly], TimeSpan.FromMinutes(3), variables, Path.GetDirectoryName(assembly));
+        return (code, stdout + stderr);
+    }
+
+    /// <summary>
+    /// As <see cref="Run(string, string[])"/>, started through <paramref name="wrapper"/>: a program and its first
+    /// arguments, which runs the rest of its command line (the dotnet host starting this assembly) in turn.
+    /// </summary>
+    public static (int ExitCode, string Output) RunThrough(IReadOnlyList<string> wrapper, string mode, params string[] args)
+    {
+        var assembly = typeof(FreshProcess).Assembly.Location;
+        var variables = new Dictionary<string, string> { [ModeVariable] = mode, [ArgumentVariable] = JsonSerializer.Serialize(args) };
+        var (code, stdout, stderr) = ChildProcess.Run(wrapper[0], [.. wrapper.Skip(1), ChildProcess.DotnetHost(), "exec", assembly],
+            TimeSpan.FromMinutes(3), variables, Path.GetDirectoryName(assembly));
         return (code, stdout + stderr);
     }
 
