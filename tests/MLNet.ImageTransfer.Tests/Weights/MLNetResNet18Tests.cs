@@ -19,7 +19,7 @@ namespace MLNet.ImageTransfer.Tests.Weights;
 /// </summary>
 public class MLNetResNet18Tests(ITestOutputHelper output)
 {
-    static readonly string PhotoFolder = Path.Combine(AppContext.BaseDirectory, "fixtures", "photos");
+    static readonly string PhotoFolder = Path.Combine(AppContext.BaseDirectory, "fixtures", "flowers");
 
     static ResolvedWeights Package() => PretrainedWeightSource.Resolve(MLNetResNet18.ShortName);
 
