@@ -187,11 +187,23 @@ public sealed class ImageClassifierTransformer : ImageBatchTransformer
             // ONNX Runtime reads the weights in place from the pinned array, while the thread pool hashes it; the
             // portable graph and the training state are read (not parsed) for saving again and for Classifier, and
             // hashed when first used.
+            // Session and hash run on the thread pool while this thread reads the other parts (one reader per archive).
             var graph = parts.ReadBytes(ScoringGraphPart, pinned: true).StartVerification();
-            var scorer = Open(graph, () => new OnnxClassifierScorer(classNames.Length, preprocessing, OnnxImageModel.LoadOptimized(graph.Bytes), ScoringGraphPart));
+            var opening = Task.Run(() => Open(graph, () => new OnnxClassifierScorer(classNames.Length, preprocessing, OnnxImageModel.LoadOptimized(graph.Bytes), ScoringGraphPart)));
+            PartBytes onnx, extraState;
             try
             {
-                saved = new SavedNetwork(descriptionJson, parts.ReadBytes(OnnxPart), parts.ReadBytes(ExtraStatePart), scorer, new StoredGraph(graphInfo, graph));
+                onnx = parts.ReadBytes(OnnxPart);
+                extraState = parts.ReadBytes(ExtraStatePart);
+            }
+            catch
+            {
+                opening.ContinueWith(t => t.Result.Dispose(), TaskContinuationOptions.OnlyOnRanToCompletion);
+                throw;
+            }
+            var scorer = opening.GetAwaiter().GetResult();
+            try
+            {
                 graph.Verify();
             }
             catch
@@ -199,6 +211,7 @@ public sealed class ImageClassifierTransformer : ImageBatchTransformer
                 scorer.Dispose();
                 throw;
             }
+            saved = new SavedNetwork(descriptionJson, onnx, extraState, scorer, new StoredGraph(graphInfo, graph));
         }
         else
         {

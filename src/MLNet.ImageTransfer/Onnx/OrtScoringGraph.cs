@@ -56,6 +56,23 @@ internal static class OrtScoringGraph
         public void Dispose() => restore();
     }
 
+    static int _warming;
+
+    /// <summary>
+    /// Starts ONNX Runtime (its native library and environment: about a tenth of a second) and the platform check on
+    /// the thread pool, once per process. Called when a model entry of ours starts loading: ML.NET loads the entries
+    /// before a classifier's on one thread, so the other core does this meanwhile.
+    /// </summary>
+    public static void WarmUpInBackground()
+    {
+        if (Interlocked.Exchange(ref _warming, 1) == 0)
+            _ = Task.Run(() =>
+            {
+                try { _ = _platform.Value; }
+                catch (Exception e) when (e is TypeInitializationException or DllNotFoundException or OnnxRuntimeException) { } // reported where ONNX Runtime is used
+            });
+    }
+
     static string? DetectPlatform()
     {
         string version = OrtEnv.Instance().GetVersionString();

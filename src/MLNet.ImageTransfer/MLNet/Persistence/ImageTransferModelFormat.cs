@@ -148,6 +148,9 @@ internal static class ImageTransferModelFormat
     /// </summary>
     internal static ITransformer LoadEntry(IHostEnvironment env, object loadContext)
     {
+        // A process loading our entries scores on ONNX Runtime (saved classifiers and featurizers): start it on the
+        // other core while ML.NET loads the rest of the chain on this one.
+        Onnx.OrtScoringGraph.WarmUpInBackground();
         var envelope = ReadEnvelope(MLNetInternals.MainReader(loadContext));
         var format = FindFormat(envelope.LoaderSignature)
             ?? throw new InvalidOperationException(
