@@ -138,8 +138,7 @@ public sealed class RobustImageLoadingTransformer : RowMappingTransformer<ReadOn
 
     static ITransformer Load(IHostEnvironment env, LoadedParts parts)
     {
-        var s = parts.Read(SettingsPart, stream => JsonSerializer.Deserialize<Settings>(stream))
-            ?? throw new InvalidDataException("The image loader entry has no settings.");
+        var s = parts.Read(SettingsPart, Settings.Read);
         var options = new ImageDecodeOptions { MaxPixels = s.MaxPixels, MaxSide = s.MaxSide, MaxAspectRatio = s.MaxAspectRatio };
         try
         {
@@ -152,5 +151,28 @@ public sealed class RobustImageLoadingTransformer : RowMappingTransformer<ReadOn
         return new RobustImageLoadingTransformer(env, s.OutputColumn, s.ImageFolder, s.InputColumn, options);
     }
 
-    sealed record Settings(string OutputColumn, string? ImageFolder, string InputColumn, long MaxPixels, int MaxSide, double MaxAspectRatio);
+    sealed record Settings(string OutputColumn, string? ImageFolder, string InputColumn, long MaxPixels, int MaxSide, double MaxAspectRatio)
+    {
+        /// <summary>
+        /// Reads what the serializer wrote, with <see cref="JsonDocument"/>: a scoring process loads this entry first, and
+        /// the reflection serializer's first use costs more than the rest of loading a model. Property names match as the
+        /// serializer matches constructor parameters (case-insensitively).
+        /// </summary>
+        public static Settings Read(Stream stream)
+        {
+            using var document = JsonDocument.Parse(stream);
+            if (document.RootElement.ValueKind != JsonValueKind.Object) throw new InvalidDataException("The image loader entry has no settings.");
+            var fields = document.RootElement.EnumerateObject().ToDictionary(p => p.Name, p => p.Value, StringComparer.OrdinalIgnoreCase);
+            JsonElement Field(string name) => fields.TryGetValue(name, out var value) ? value : throw new InvalidDataException($"The image loader settings have no '{name}'.");
+            try
+            {
+                return new Settings(Field(nameof(OutputColumn)).GetString()!, fields.TryGetValue(nameof(ImageFolder), out var folder) ? folder.GetString() : null,
+                    Field(nameof(InputColumn)).GetString()!, Field(nameof(MaxPixels)).GetInt64(), Field(nameof(MaxSide)).GetInt32(), Field(nameof(MaxAspectRatio)).GetDouble());
+            }
+            catch (Exception e) when (e is InvalidOperationException or FormatException)
+            {
+                throw new InvalidDataException($"The image loader settings are invalid: {e.Message}", e);
+            }
+        }
+    }
 }

@@ -69,6 +69,66 @@ public sealed record ClassifierDescription
         return desc;
     }
 
+    /// <summary>
+    /// The two fields scoring needs — class names and preprocessing — read from a description written by
+    /// <see cref="Write"/>, with the same format-version check as <see cref="Read"/> and the same values (defaults where
+    /// a field is absent, enums by name or number). It parses with <see cref="JsonDocument"/> instead of the reflection
+    /// serializer, whose first use in a process costs more than the rest of loading a model; the full description is
+    /// read when something asks for it.
+    /// </summary>
+    internal static (string[] ClassNames, ImagePreprocessing Preprocessing) ReadScoringFields(ReadOnlyMemory<byte> description, string? source = null)
+    {
+        string where = source is null ? "" : $" in '{source}'";
+        try
+        {
+            using var document = JsonDocument.Parse(description);
+            var root = document.RootElement;
+            if (root.ValueKind != JsonValueKind.Object) throw new InvalidDataException($"Model description{where} is not a JSON object.");
+            int version = root.TryGetProperty(nameof(FormatVersion), out var v) ? v.GetInt32() : CurrentFormatVersion;
+            if (version > CurrentFormatVersion || version < 1)
+                throw new InvalidDataException($"Model description{where} has format version {version}; this version of MLNet.ImageTransfer reads versions 1 to {CurrentFormatVersion}. Upgrade the package to load it.");
+            if (!root.TryGetProperty(nameof(ClassNames), out var names) || names.ValueKind != JsonValueKind.Array)
+                throw new InvalidDataException($"Model description{where} is not valid: it has no '{nameof(ClassNames)}'.");
+            var classNames = names.EnumerateArray().Select(n => n.GetString() ?? throw new InvalidDataException($"Model description{where} is not valid: a class name is null.")).ToArray();
+            if (!root.TryGetProperty(nameof(Preprocessing), out var p) || p.ValueKind != JsonValueKind.Object)
+                throw new InvalidDataException($"Model description{where} is not valid: it has no '{nameof(Preprocessing)}'.");
+            return (classNames, ReadPreprocessing(p));
+        }
+        catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException or ArgumentException)
+        {
+            throw new InvalidDataException($"Model description{where} is not valid: {e.Message}", e);
+        }
+    }
+
+    static ImagePreprocessing ReadPreprocessing(JsonElement p)
+    {
+        var defaults = new ImagePreprocessing();
+        bool Has(string name, out JsonElement value) => p.TryGetProperty(name, out value) && value.ValueKind != JsonValueKind.Null;
+        static T Enum<T>(JsonElement e) where T : struct, System.Enum
+            => e.ValueKind == JsonValueKind.Number ? (T)(object)e.GetInt32() : System.Enum.Parse<T>(e.GetString()!, ignoreCase: true);
+        static float[] Floats(JsonElement e) => e.EnumerateArray().Select(x => x.GetSingle()).ToArray();
+        float[]? meanImage = null;
+        if (Has(nameof(ImagePreprocessing.MeanImage), out var mi))
+        {
+            var bytes = mi.GetBytesFromBase64();
+            if (bytes.Length % 4 != 0) throw new JsonException("A float32 array's bytes must be a multiple of 4.");
+            meanImage = new float[bytes.Length / 4];
+            for (int i = 0; i < meanImage.Length; i++) meanImage[i] = System.Buffers.Binary.BinaryPrimitives.ReadSingleLittleEndian(bytes.AsSpan(4 * i));
+        }
+        return new ImagePreprocessing
+        {
+            Name = Has(nameof(ImagePreprocessing.Name), out var name) ? name.GetString()! : defaults.Name,
+            ImageSize = Has(nameof(ImagePreprocessing.ImageSize), out var size) ? size.GetInt32() : defaults.ImageSize,
+            Resize = Has(nameof(ImagePreprocessing.Resize), out var resize) ? Enum<ResizeMode>(resize) : defaults.Resize,
+            CropFraction = Has(nameof(ImagePreprocessing.CropFraction), out var crop) ? crop.GetDouble() : defaults.CropFraction,
+            Channels = Has(nameof(ImagePreprocessing.Channels), out var channels) ? Enum<ChannelOrder>(channels) : defaults.Channels,
+            Scale = Has(nameof(ImagePreprocessing.Scale), out var scale) ? scale.GetSingle() : defaults.Scale,
+            Mean = Has(nameof(ImagePreprocessing.Mean), out var mean) ? Floats(mean) : defaults.Mean,
+            Std = Has(nameof(ImagePreprocessing.Std), out var std) ? Floats(std) : defaults.Std,
+            MeanImage = meanImage,
+        };
+    }
+
     internal static readonly JsonSerializerOptions Json = new()
     {
         WriteIndented = true,

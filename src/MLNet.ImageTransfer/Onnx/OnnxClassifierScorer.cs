@@ -1,4 +1,5 @@
 using Microsoft.ML.Data;
+using MLNet.ImageTransfer.Data;
 using MLNet.ImageTransfer.Models;
 
 namespace MLNet.ImageTransfer.Onnx;
@@ -10,23 +11,32 @@ namespace MLNet.ImageTransfer.Onnx;
 /// </summary>
 internal sealed class OnnxClassifierScorer : IDisposable
 {
-    readonly ClassifierDescription _description;
+    readonly ImagePreprocessing _preprocessing;
 
     /// <param name="description">The classifier's description (class names and preprocessing must match the graph).</param>
     /// <param name="onnx">The ONNX model's bytes.</param>
     /// <param name="source">Where the bytes come from, for error messages.</param>
     public OnnxClassifierScorer(ClassifierDescription description, byte[] onnx, string source)
+        : this(description.ClassNames.Length, description.Preprocessing, OnnxImageModel.Load(onnx), source)
     {
-        _description = description;
-        Model = OnnxImageModel.Load(onnx);
+    }
+
+    /// <param name="classCount">The number of classes (the width of the graph's probabilities).</param>
+    /// <param name="preprocessing">The classifier's preprocessing (its image size must be the graph's).</param>
+    /// <param name="model">The session on the classifier's graph; disposed by this scorer (also when this constructor throws).</param>
+    /// <param name="source">Where the graph comes from, for error messages.</param>
+    public OnnxClassifierScorer(int classCount, ImagePreprocessing preprocessing, OnnxImageModel model, string source)
+    {
+        _preprocessing = preprocessing;
+        Model = model;
         try
         {
             if (!Model.TakesRawPixels || !Model.OutputWidths.ContainsKey(OnnxNames.Probabilities))
                 throw new InvalidDataException($"The ONNX model in '{source}' must take '{OnnxNames.Pixels}' and give '{OnnxNames.Probabilities}'; it takes '{Model.InputName}' and gives {string.Join(", ", Model.OutputNames)}.");
-            if (Model.OutputWidths[OnnxNames.Probabilities] != description.ClassNames.Length || Model.ImageSize != description.Preprocessing.ImageSize)
+            if (Model.OutputWidths[OnnxNames.Probabilities] != classCount || Model.ImageSize != preprocessing.ImageSize)
                 throw new InvalidDataException(
                     $"The ONNX model in '{source}' does not match its description: {Model.OutputWidths[OnnxNames.Probabilities]} classes at {Model.ImageSize} px, " +
-                    $"the description says {description.ClassNames.Length} classes at {description.Preprocessing.ImageSize} px.");
+                    $"the description says {classCount} classes at {preprocessing.ImageSize} px.");
         }
         catch
         {
@@ -43,11 +53,11 @@ internal sealed class OnnxClassifierScorer : IDisposable
     {
         ArgumentNullException.ThrowIfNull(images);
         if (images.Count == 0) return [];
-        int size = _description.Preprocessing.ImageSize;
+        int size = _preprocessing.ImageSize;
         int perImage = 3 * size * size;
         var pixels = new float[images.Count * perImage];
         for (int i = 0; i < images.Count; i++)
-            ManagedImagePreprocessing.ToPixels(images[i], _description.Preprocessing, pixels.AsSpan(i * perImage, perImage));
+            ManagedImagePreprocessing.ToPixels(images[i], _preprocessing, pixels.AsSpan(i * perImage, perImage));
         return Model.RunRows(pixels, OnnxNames.Probabilities);
     }
 

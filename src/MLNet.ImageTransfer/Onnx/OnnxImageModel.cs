@@ -14,10 +14,16 @@ public sealed class OnnxImageModel : IDisposable
 {
     readonly InferenceSession _session;
     readonly long[] _sampleShape;
+    // An ORT-format model whose initializers ONNX Runtime reads in place: kept alive (and pinned) as long as the session.
+    readonly byte[]? _modelBytes;
+    readonly Lazy<IReadOnlyDictionary<string, string>> _metadata;
+    readonly Lazy<IReadOnlyList<string>?> _classNames;
+    readonly Lazy<ImagePreprocessing?> _preprocessing;
 
-    OnnxImageModel(InferenceSession session)
+    OnnxImageModel(InferenceSession session, byte[]? modelBytes = null)
     {
         _session = session;
+        _modelBytes = modelBytes;
         var input = session.InputMetadata.Single();
         InputName = input.Key;
         var dims = input.Value.Dimensions;
@@ -30,10 +36,11 @@ public sealed class OnnxImageModel : IDisposable
         OutputWidths = session.OutputMetadata.ToDictionary(o => o.Key, o => o.Value.Dimensions.Length == 2 && o.Value.Dimensions[1] > 0L
             ? (long)o.Value.Dimensions[1]
             : throw new InvalidDataException($"The ONNX model's output '{o.Key}' has shape [{string.Join(", ", o.Value.Dimensions)}]; [N,K] expected."));
-        Metadata = session.ModelMetadata.CustomMetadataMap.ToDictionary(kv => kv.Key, kv => kv.Value);
-        if (Metadata.TryGetValue(OnnxMetadataKeys.ClassNames, out var names)) ClassNames = JsonSerializer.Deserialize<string[]>(names);
-        if (Metadata.TryGetValue(OnnxMetadataKeys.Preprocessing, out var prep))
-            Preprocessing = JsonSerializer.Deserialize<ImagePreprocessing>(prep, ClassifierDescription.Json);
+        // Metadata is read on first use: a saved classifier scores from its own description and never needs it.
+        _metadata = new(() => session.ModelMetadata.CustomMetadataMap.ToDictionary(kv => kv.Key, kv => kv.Value));
+        _classNames = new(() => Metadata.TryGetValue(OnnxMetadataKeys.ClassNames, out var names) ? JsonSerializer.Deserialize<string[]>(names) : null);
+        _preprocessing = new(() => Metadata.TryGetValue(OnnxMetadataKeys.Preprocessing, out var prep)
+            ? JsonSerializer.Deserialize<ImagePreprocessing>(prep, ClassifierDescription.Json) : null);
     }
 
     /// <summary>Opens an ONNX file.</summary>
@@ -45,15 +52,36 @@ public sealed class OnnxImageModel : IDisposable
         return Load(File.ReadAllBytes(path), intraOpThreads);
     }
 
-    /// <summary>Opens an ONNX model held in memory.</summary>
+    /// <summary>Opens an ONNX model held in memory (ONNX Runtime optimises the graph: all levels).</summary>
     public static OnnxImageModel Load(byte[] model, int intraOpThreads = 0)
     {
         ArgumentNullException.ThrowIfNull(model);
-        using var options = new SessionOptions { IntraOpNumThreads = intraOpThreads, GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
-        var session = new InferenceSession(model, options);
+        using var options = CreateSessionOptions(intraOpThreads);
+        options.GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL;
+        return Open(new InferenceSession(model, options), null);
+    }
+
+    /// <summary>
+    /// Opens a graph that ONNX Runtime already optimised and saved in its own (ORT) format, for this platform
+    /// (<see cref="OrtScoringGraph"/>): no optimisation runs, and ONNX Runtime reads the weights in place from
+    /// <paramref name="ortModel"/>, which must be pinned (<c>GC.AllocateArray(…, pinned: true)</c>) and is kept by
+    /// the returned model.
+    /// </summary>
+    internal static OnnxImageModel LoadOptimized(byte[] ortModel, int intraOpThreads = 0)
+    {
+        ArgumentNullException.ThrowIfNull(ortModel);
+        using var options = CreateSessionOptions(intraOpThreads);
+        options.GraphOptimizationLevel = GraphOptimizationLevel.ORT_DISABLE_ALL;
+        options.AddSessionConfigEntry("session.use_ort_model_bytes_directly", "1");
+        options.AddSessionConfigEntry("session.use_ort_model_bytes_for_initializers", "1");
+        return Open(new InferenceSession(ortModel, options), ortModel);
+    }
+
+    static OnnxImageModel Open(InferenceSession session, byte[]? modelBytes)
+    {
         try
         {
-            return new OnnxImageModel(session);
+            return new OnnxImageModel(session, modelBytes);
         }
         catch
         {
@@ -61,6 +89,18 @@ public sealed class OnnxImageModel : IDisposable
             throw;
         }
     }
+
+    /// <summary>
+    /// The session options every scoring session of the library uses (one image or a batch at a time from one caller,
+    /// on the CPU): <paramref name="intraOpThreads"/> threads per inference (0: ONNX Runtime's default, the physical
+    /// cores), operators run one after another (no inter-op threads).
+    /// </summary>
+    internal static SessionOptions CreateSessionOptions(int intraOpThreads = 0) => new()
+    {
+        IntraOpNumThreads = intraOpThreads,
+        InterOpNumThreads = 1,
+        ExecutionMode = ExecutionMode.ORT_SEQUENTIAL,
+    };
 
     /// <summary>The graph's input: <see cref="OnnxNames.Pixels"/> or <see cref="OnnxNames.NormalizedInput"/>.</summary>
     public string InputName { get; }
@@ -80,13 +120,13 @@ public sealed class OnnxImageModel : IDisposable
     public IReadOnlyDictionary<string, long> OutputWidths { get; }
 
     /// <summary>The model's <c>metadata_props</c>.</summary>
-    public IReadOnlyDictionary<string, string> Metadata { get; }
+    public IReadOnlyDictionary<string, string> Metadata => _metadata.Value;
 
     /// <summary>Class names (classifier exports), in output order.</summary>
-    public IReadOnlyList<string>? ClassNames { get; }
+    public IReadOnlyList<string>? ClassNames => _classNames.Value;
 
     /// <summary>The preprocessing the model was trained with.</summary>
-    public ImagePreprocessing? Preprocessing { get; }
+    public ImagePreprocessing? Preprocessing => _preprocessing.Value;
 
     /// <summary>Runs a batch: <paramref name="input"/> holds N×3×S×S floats (NCHW). Returns each requested output as N×K floats, row-major.</summary>
     public IReadOnlyDictionary<string, float[]> Run(float[] input, params string[] outputs)
@@ -117,5 +157,9 @@ public sealed class OnnxImageModel : IDisposable
         return Enumerable.Range(0, flat.Length / k).Select(i => flat.AsSpan(i * k, k).ToArray()).ToArray();
     }
 
-    public void Dispose() => _session.Dispose();
+    public void Dispose()
+    {
+        _session.Dispose();
+        GC.KeepAlive(_modelBytes);
+    }
 }

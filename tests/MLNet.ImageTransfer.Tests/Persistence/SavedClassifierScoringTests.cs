@@ -74,6 +74,7 @@ public class SavedClassifierScoringTests(ITestOutputHelper output)
         output.WriteLine("managed assemblies: " + string.Join(", ", report.ManagedAssemblies));
 
         Assert.Equal(nameof(ClassifierScoringEngine.OnnxRuntime), report.Engine);
+        Assert.True(report.StoredOptimizedGraph, "the fresh process should run the graph optimised at save time");
         Assert.Contains(report.NativeLibraries, l => l.Contains("onnxruntime", StringComparison.OrdinalIgnoreCase));
         Assert.DoesNotContain(report.NativeLibraries, IsTorch);
 
@@ -160,6 +161,115 @@ public class SavedClassifierScoringTests(ITestOutputHelper output)
         AssertClose(expected.Scores, reloaded.Transform(ml.Data.LoadFromEnumerable(rows)).GetColumn<float[]>("Score").ToList(), 1e-4, "v1 re-saved as v2");
     }
 
+    static Dictionary<string, ZipArchiveEntry> ClassifierEntries(ZipArchive archive)
+        => archive.Entries.Where(e => e.FullName.Replace('\\', '/').Contains("/Transform_001/") && !e.FullName.Contains("Transform_000"))
+            .ToDictionary(e => Path.GetFileName(e.FullName.Replace('\\', '/')));
+
+    [Fact]
+    public void The_zip_stores_the_graph_onnx_runtime_optimised_for_this_platform_uncompressed_beside_the_portable_one()
+    {
+        var (zip, _, _, _) = Model.Value;
+        Assert.True(global::MLNet.ImageTransfer.MLNet.Persistence.MLNetInternals.DirectZipAccess, "ML.NET's zip internals should resolve (uncompressed parts, direct reads)");
+        using var archive = ZipFile.OpenRead(zip);
+        var entries = ClassifierEntries(archive);
+        // The parts a format-v2 reader of an earlier version reads are all there; the new ones it ignores.
+        Assert.Contains("columns.json", entries.Keys);
+        Assert.Contains("model.json", entries.Keys);
+        Assert.Contains("extra-state.safetensors", entries.Keys);
+        foreach (var large in new[] { "model.onnx", "scoring.ort" })
+        {
+            output.WriteLine($"{large}: {entries[large].Length} bytes, {entries[large].CompressedLength} in the zip");
+            Assert.Equal(entries[large].Length, entries[large].CompressedLength); // stored, not deflated
+        }
+        using var info = JsonDocument.Parse(entries["scoring.json"].Open());
+        output.WriteLine(info.RootElement.ToString());
+        Assert.Equal("ort", info.RootElement.GetProperty("Format").GetString());
+        Assert.Equal(global::MLNet.ImageTransfer.Onnx.OrtScoringGraph.Platform, info.RootElement.GetProperty("Platform").GetString());
+    }
+
+    [Fact]
+    public void A_file_whose_optimised_graph_is_for_another_platform_scores_the_same_from_the_portable_graph()
+    {
+        var (zip, rows, _, _) = Model.Value;
+        var ml = new MLContext().RegisterImageTransfer();
+        var data = ml.Data.LoadFromEnumerable(rows);
+        var here = ml.Model.Load(zip, out var schema);
+        Assert.True(ClassifierOf(here).ScoresWithStoredOptimizedGraph);
+        var expected = here.Transform(data).GetColumn<float[]>("Score").ToList();
+
+        // Saved "elsewhere": the stored graph's platform is not this one, so the loader optimises model.onnx instead.
+        var elsewhere = Path.Combine(TestData.NewTempDir("other-platform"), "model.zip");
+        using (global::MLNet.ImageTransfer.Onnx.OrtScoringGraph.PretendPlatform("onnxruntime 1.32.0; X64; nchwc 16 (another machine)"))
+            ml.Model.Save(here, schema, elsewhere);
+        using (var archive = ZipFile.OpenRead(elsewhere))
+            Assert.Contains("another machine", new StreamReader(ClassifierEntries(archive)["scoring.json"].Open()).ReadToEnd());
+        var loaded = ml.Model.Load(elsewhere, out _);
+        Assert.Equal(ClassifierScoringEngine.OnnxRuntime, ClassifierOf(loaded).Engine);
+        Assert.False(ClassifierOf(loaded).ScoresWithStoredOptimizedGraph);
+        AssertClose(expected, loaded.Transform(data).GetColumn<float[]>("Score").ToList(), 1e-6, "portable graph optimised at load vs the stored optimised graph");
+
+        // Saved again here, it stores a graph for this platform.
+        var back = Path.Combine(TestData.NewTempDir("back-here"), "model.zip");
+        ml.Model.Save(loaded, schema, back);
+        Assert.True(ClassifierOf(ml.Model.Load(back, out _)).ScoresWithStoredOptimizedGraph);
+    }
+
+    [Fact]
+    public void A_damaged_optimised_graph_fails_with_a_clear_corruption_error()
+    {
+        var (zip, _, _, _) = Model.Value;
+        var damaged = Path.Combine(TestData.NewTempDir("damaged-graph"), "model.zip");
+        File.Copy(zip, damaged);
+        using (var archive = ZipFile.Open(damaged, ZipArchiveMode.Update))
+        {
+            var entry = ClassifierEntries(archive)["scoring.ort"];
+            byte[] bytes;
+            using (var s = entry.Open()) { using var ms = new MemoryStream(); s.CopyTo(ms); bytes = ms.ToArray(); }
+            bytes[bytes.Length - 100] ^= 0x40; // inside the last initializer
+            string name = entry.FullName;
+            entry.Delete();
+            using var w = archive.CreateEntry(name, CompressionLevel.NoCompression).Open();
+            w.Write(bytes);
+        }
+        var error = Record.Exception(() => new MLContext().RegisterImageTransfer().Model.Load(damaged, out _));
+        var corrupt = Assert.IsType<InvalidDataException>(error?.GetBaseException());
+        output.WriteLine(corrupt.Message);
+        Assert.Contains("'scoring.ort'", corrupt.Message);
+        Assert.Contains("SHA-256", corrupt.Message);
+    }
+
+    [Fact]
+    public void What_scoring_reads_of_the_description_equals_the_full_description()
+    {
+        var (_, _, model, _) = Model.Value;
+        var saved = ClassifierOf(model).Description;
+        var meanImage = Enumerable.Range(0, 3 * 8 * 8).Select(i => (float)Math.Sin(i) * 100).ToArray();
+        var presets = new[]
+        {
+            ImagePreprocessing.TorchVision(), ImagePreprocessing.KerasCaffe(64), ImagePreprocessing.KerasTorch(32), ImagePreprocessing.KerasTf(), ImagePreprocessing.Rescale(17),
+            ImagePreprocessing.TorchVision(8) with { MeanImage = meanImage, CropFraction = 0.9, Name = "with mean image" },
+        };
+        foreach (var preprocessing in presets)
+        {
+            var description = saved with { Preprocessing = preprocessing, ClassNames = ["a", "b \"\u00e9", "c"] };
+            using var json = new MemoryStream();
+            description.Write(json);
+            var (names, read) = global::MLNet.ImageTransfer.Models.ClassifierDescription.ReadScoringFields(json.ToArray(), "test");
+            var full = global::MLNet.ImageTransfer.Models.ClassifierDescription.Read(new MemoryStream(json.ToArray()));
+            Assert.Equal(full.ClassNames, names);
+            Assert.Equal(full.Preprocessing, read);
+            Assert.Equal(preprocessing, read);
+        }
+        // Absent fields take the record's defaults, enums also by number, as the serializer reads them.
+        var sparse = """{"ClassNames":["x","y"],"Preprocessing":{"ImageSize":64,"Channels":1}}"""u8.ToArray();
+        var fromSparse = global::MLNet.ImageTransfer.Models.ClassifierDescription.ReadScoringFields(sparse).Preprocessing;
+        Assert.Equal(System.Text.Json.JsonSerializer.Deserialize<ImagePreprocessing>(
+            """{"ImageSize":64,"Channels":1}""", global::MLNet.ImageTransfer.Models.ClassifierDescription.Json), fromSparse);
+        Assert.Equal(ChannelOrder.Bgr, fromSparse.Channels);
+        var newer = Assert.Throws<InvalidDataException>(() => global::MLNet.ImageTransfer.Models.ClassifierDescription.ReadScoringFields("""{"FormatVersion":99,"ClassNames":[],"Preprocessing":{}}"""u8.ToArray()));
+        Assert.Contains("format version 99", newer.Message);
+    }
+
     sealed record V1Scores(List<string> Images, List<float[]> Scores);
 
     [Fact]
@@ -195,6 +305,7 @@ public class SavedClassifierScoringTests(ITestOutputHelper output)
     public sealed class ChildReport
     {
         public string Engine { get; set; } = "";
+        public bool StoredOptimizedGraph { get; set; }
         public List<float[]> EngineScores { get; set; } = [];
         public List<string> EngineLabels { get; set; } = [];
         public List<float[]> TransformScores { get; set; } = [];
@@ -215,7 +326,7 @@ public class SavedClassifierScoringTests(ITestOutputHelper output)
         var ml = new MLContext().RegisterImageTransfer();
         var model = ml.Model.Load(args[0], out var inputSchema);
         var rows = JsonSerializer.Deserialize<List<Row>>(File.ReadAllText(args[1]))!;
-        var report = new ChildReport { Engine = ClassifierOf(model).Engine.ToString() };
+        var report = new ChildReport { Engine = ClassifierOf(model).Engine.ToString(), StoredOptimizedGraph = ClassifierOf(model).ScoresWithStoredOptimizedGraph };
 
         var engine = ml.Model.CreatePredictionEngine<Row, Prediction>(model, inputSchema);
         foreach (var row in rows)

@@ -57,6 +57,18 @@ internal static class ImageTransferModelFormat
     /// <param name="parts">Named payload streams; names are file names (letters, digits, <c>._-</c>), unique, case-insensitively.</param>
     public static void Save(ModelSaveContext ctx, ModelEntryFormat format, IReadOnlyList<(string Name, Action<Stream> Write)> parts)
     {
+        ArgumentNullException.ThrowIfNull(parts);
+        Save(ctx, format, parts.Select(p => new ModelPart(p.Name, p.Write)).ToList());
+    }
+
+    /// <inheritdoc cref="Save(ModelSaveContext, ModelEntryFormat, IReadOnlyList{ValueTuple{string, Action{Stream}}})"/>
+    /// <remarks>
+    /// A part marked <see cref="ModelPart.Uncompressed"/> is stored without Deflate where ML.NET's internals allow it
+    /// (<see cref="MLNetInternals.TryCreateStoredPart"/>): for large binary payloads (weights barely compress, and
+    /// inflating them costs more than reading them). Readers of any version read it the same way.
+    /// </remarks>
+    public static void Save(ModelSaveContext ctx, ModelEntryFormat format, IReadOnlyList<ModelPart> parts)
+    {
         ArgumentNullException.ThrowIfNull(ctx);
         ArgumentNullException.ThrowIfNull(format);
         ArgumentNullException.ThrowIfNull(parts);
@@ -68,16 +80,29 @@ internal static class ImageTransferModelFormat
             versionWeCanReadBack: format.MinReadableVersion, LoaderAssemblyName, format.LoaderSignature);
 
         var table = new List<PartInfo>(parts.Count);
-        foreach (var (name, write) in parts)
+        foreach (var (name, write, uncompressed) in parts)
         {
             ArgumentNullException.ThrowIfNull(write, nameof(parts));
             (long Length, byte[] Sha256) written = (0, []);
-            MLNetInternals.SaveBinaryStream(ctx, name, writer =>
+            Stream? stored = uncompressed ? MLNetInternals.TryCreateStoredPart(ctx, name) : null;
+            if (stored is not null)
             {
-                using var stream = new HashingWriteStream(writer.BaseStream);
-                write(stream);
-                written = stream.Complete();
-            });
+                using (stored)
+                {
+                    using var stream = new HashingWriteStream(stored);
+                    write(stream);
+                    written = stream.Complete();
+                }
+            }
+            else
+            {
+                MLNetInternals.SaveBinaryStream(ctx, name, writer =>
+                {
+                    using var stream = new HashingWriteStream(writer.BaseStream);
+                    write(stream);
+                    written = stream.Complete();
+                });
+            }
             table.Add(new PartInfo(name, written.Length, written.Sha256));
         }
 
@@ -123,6 +148,9 @@ internal static class ImageTransferModelFormat
     /// </summary>
     internal static ITransformer LoadEntry(IHostEnvironment env, object loadContext)
     {
+        // A process loading our entries scores on ONNX Runtime (saved classifiers and featurizers): start it on the
+        // other core while ML.NET loads the rest of the chain on this one.
+        Onnx.OrtScoringGraph.WarmUpInBackground();
         var envelope = ReadEnvelope(MLNetInternals.MainReader(loadContext));
         var format = FindFormat(envelope.LoaderSignature)
             ?? throw new InvalidOperationException(
@@ -298,6 +326,9 @@ internal static class ImageTransferModelFormat
     }
 }
 
+/// <summary>One named part of a model entry to save, and whether to store it uncompressed (large binary payloads).</summary>
+internal readonly record struct ModelPart(string Name, Action<Stream> Write, bool Uncompressed = false);
+
 /// <summary>
 /// The saved parts of one entry, handed to <see cref="ModelEntryFormat.Load"/>. Valid only during that call (ML.NET
 /// closes the entry afterwards). Each read checks the part's recorded length and SHA-256.
@@ -380,8 +411,99 @@ internal sealed class LoadedParts
         Read<object?>(name, stream => { read(stream); return null; });
     }
 
+    /// <summary>
+    /// Reads part <paramref name="name"/> into one array of exactly its recorded length, straight from the archive
+    /// where ML.NET's internals allow it (no temporary file, no intermediate buffers; see
+    /// <see cref="MLNetInternals.TryOpenPartDirect"/>). The length is checked here; the SHA-256 is checked by
+    /// <see cref="PartBytes.Verify"/> (or in the background from <see cref="PartBytes.StartVerification"/>), so that a
+    /// caller can hash on another core while it uses the bytes, or hash only when it first needs them.
+    /// </summary>
+    /// <param name="name">The part.</param>
+    /// <param name="pinned">Allocate the array on the pinned object heap (for native code that keeps pointers into it).</param>
+    public PartBytes ReadBytes(string name, bool pinned = false)
+    {
+        if (_closed) throw new InvalidOperationException("Model parts can only be read while the model is loading (inside the load callback).");
+        if (!_parts.TryGetValue(name, out var info))
+            throw new KeyNotFoundException($"The model's '{LoaderSignature}' entry (format v{FormatVersion}) has no part '{name}'; it has: {string.Join(", ", Names)}.");
+        if (info.Length > Array.MaxLength)
+            throw new InvalidDataException($"Part '{info.Name}' of the model's '{LoaderSignature}' component is {info.Length} bytes, more than one array holds.");
+        var bytes = GC.AllocateUninitializedArray<byte>((int)info.Length, pinned);
+
+        // What is wrong with the part as read from source, or null when it has exactly the recorded length.
+        string? Fill(Stream source)
+        {
+            try
+            {
+                int read = 0;
+                while (read < bytes.Length)
+                {
+                    int n = source.Read(bytes, read, bytes.Length - read);
+                    if (n == 0) return $"it ends after {read} bytes, {info.Length} expected";
+                    read += n;
+                }
+                return source.ReadByte() >= 0 ? $"it is longer than the {info.Length} bytes recorded" : null;
+            }
+            catch (Exception e) when (e is IOException or InvalidDataException)
+            {
+                return $"it cannot be read ({e.Message})"; // e.g. the zip's own CRC or Deflate data is damaged
+            }
+        }
+
+        string? problem;
+        if (MLNetInternals.TryOpenPartDirect(_loadContext, info.Name, out var direct, out _))
+        {
+            if (direct is null) throw Corrupt(info.Name, "it is missing from the file");
+            using (direct) problem = Fill(direct);
+        }
+        else
+        {
+            problem = null;
+            if (!MLNetInternals.TryLoadBinaryStream(_loadContext, info.Name, reader => problem = Fill(reader.BaseStream)))
+                throw Corrupt(info.Name, "it is missing from the file");
+        }
+        if (problem is not null) throw Corrupt(info.Name, problem);
+        return new PartBytes(bytes, info.Sha256, problem => Corrupt(info.Name, problem));
+    }
+
     internal void Close() => _closed = true;
 
     InvalidDataException Corrupt(string part, string problem)
         => new($"The model file is corrupt: part '{part}' of its '{LoaderSignature}' component: {problem}.");
+}
+
+/// <summary>
+/// A part's bytes, read with their length checked and their SHA-256 checked on demand (<see cref="LoadedParts.ReadBytes"/>).
+/// Thread-safe.
+/// </summary>
+internal sealed class PartBytes
+{
+    readonly byte[] _sha256;
+    readonly Func<string, InvalidDataException> _corrupt;
+    readonly Lazy<Task<string?>> _check;
+
+    internal PartBytes(byte[] bytes, byte[] sha256, Func<string, InvalidDataException> corrupt)
+    {
+        Bytes = bytes;
+        _sha256 = sha256;
+        _corrupt = corrupt;
+        _check = new(() => Task.Run(() => System.Security.Cryptography.SHA256.HashData(Bytes).AsSpan().SequenceEqual(_sha256) ? null : "its SHA-256 does not match"),
+            LazyThreadSafetyMode.ExecutionAndPublication);
+    }
+
+    /// <summary>The bytes as saved (not yet known to be intact until <see cref="Verify"/> returns).</summary>
+    public byte[] Bytes { get; }
+
+    /// <summary>Starts hashing on the thread pool (idempotent); <see cref="Verify"/> then waits for it.</summary>
+    public PartBytes StartVerification()
+    {
+        _ = _check.Value;
+        return this;
+    }
+
+    /// <summary>Returns the bytes once their SHA-256 matches the saved one; throws <see cref="InvalidDataException"/> otherwise.</summary>
+    public byte[] Verify()
+    {
+        var problem = _check.Value.GetAwaiter().GetResult();
+        return problem is null ? Bytes : throw _corrupt(problem);
+    }
 }

@@ -96,6 +96,99 @@ internal static class MLNetInternals
     public static bool TryLoadBinaryStream(object loadContext, string name, Action<BinaryReader> read)
         => (bool)Invoke(() => M.TryLoadBinaryStream.Invoke(loadContext, [name, read]))!;
 
+    // ---- Direct zip access (optional: speed only) ----------------------------------------------------------------
+    //
+    // ML.NET compresses every entry (Deflate) and, when loading, inflates each one into a temporary file before a
+    // reader sees it. For a part of hundreds of MB that costs seconds: inflating weights (which barely compress), then
+    // writing and reading back a file. The members below let large parts be written uncompressed and read straight
+    // from the archive. They are private, so they are resolved separately from the required ones above: where one is
+    // missing, TryCreateStoredPart and TryOpenPartDirect say so and the callers use SaveBinaryStream /
+    // TryLoadBinaryStream, which give the same bytes, only slower. ModelPersistenceTests checks that they resolve.
+
+    sealed record ZipMembers(FieldInfo SaveRepository, FieldInfo SaveDirectory, FieldInfo WriterArchive, MethodInfo WriterFlush, FieldInfo PathMap,
+        FieldInfo LoadRepository, FieldInfo LoadDirectory, FieldInfo ReaderEntries);
+
+    static readonly Lazy<ZipMembers?> _zip = new(ResolveZip, LazyThreadSafetyMode.ExecutionAndPublication);
+
+    /// <summary>Whether this ML.NET has the members for uncompressed parts and direct reads (false: the slower, documented paths are used).</summary>
+    public static bool DirectZipAccess => _zip.Value is not null;
+
+    static ZipMembers? ResolveZip()
+    {
+        try
+        {
+            var core = typeof(ModelSaveContext).Assembly;
+            var repository = core.GetType("Microsoft.ML.Repository");
+            var writer = core.GetType("Microsoft.ML.RepositoryWriter");
+            var reader = core.GetType("Microsoft.ML.RepositoryReader");
+            var loadContext = core.GetType("Microsoft.ML.ModelLoadContext");
+            if (repository is null || writer is null || reader is null || loadContext is null) return null;
+            var members = new ZipMembers(
+                typeof(ModelSaveContext).GetField("Repository", Instance)!, typeof(ModelSaveContext).GetField("Directory", Instance)!,
+                writer.GetField("_archive", Instance)!, writer.GetMethod("Flush", Instance, null, Type.EmptyTypes, null)!,
+                repository.GetField("PathMap", Instance)!,
+                loadContext.GetField("Repository", Instance)!, loadContext.GetField("Directory", Instance)!, reader.GetField("_entries", Instance)!);
+            bool typesFit = members.SaveRepository?.FieldType == writer && members.SaveDirectory?.FieldType == typeof(string)
+                && members.WriterArchive?.FieldType == typeof(System.IO.Compression.ZipArchive) && members.WriterFlush is not null
+                && members.PathMap?.FieldType == typeof(System.Collections.Concurrent.ConcurrentDictionary<string, string>)
+                && members.LoadRepository?.FieldType == reader && members.LoadDirectory?.FieldType == typeof(string)
+                && members.ReaderEntries?.FieldType == typeof(Dictionary<string, System.IO.Compression.ZipArchiveEntry>);
+            return typesFit ? members : null;
+        }
+        catch (Exception e) when (e is AmbiguousMatchException or TypeLoadException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>The archive path ML.NET gives a stream named <paramref name="name"/> in directory <paramref name="dir"/>.</summary>
+    static string EntryPath(string? dir, string name) => Path.Combine(dir ?? "", name).Replace('/', Path.DirectorySeparatorChar);
+
+    /// <summary>
+    /// Creates part <paramref name="name"/> of the entry being saved as an uncompressed zip entry and returns its write
+    /// stream (dispose it to finish the entry); null when this ML.NET lacks the members (then use
+    /// <see cref="SaveBinaryStream"/>). The part is read back by either <see cref="TryLoadBinaryStream"/> or
+    /// <see cref="TryOpenPartDirect"/>, by this version or an older one: a stored entry is ordinary zip.
+    /// </summary>
+    public static Stream? TryCreateStoredPart(ModelSaveContext ctx, string name)
+    {
+        var m = _zip.Value;
+        if (m is null) return null;
+        var repository = m.SaveRepository.GetValue(ctx);
+        if (repository is null) return null; // a context writing to a single stream, not to a repository
+        string path = EntryPath((string?)m.SaveDirectory.GetValue(ctx), name);
+        var pathMap = (System.Collections.Concurrent.ConcurrentDictionary<string, string>)m.PathMap.GetValue(repository)!;
+        // What RepositoryWriter.CreateEntry does: refuse a duplicate name, then write the entries closed so far (the
+        // archive allows one open entry at a time; ML.NET's own open entries are temporary files until then).
+        if (!pathMap.TryAdd(path, ""))
+            throw new ArgumentException($"Duplicate entry: '{path}'", nameof(name));
+        Invoke(() => m.WriterFlush.Invoke(repository, null));
+        var archive = (System.IO.Compression.ZipArchive)m.WriterArchive.GetValue(repository)!;
+        return archive.CreateEntry(path, System.IO.Compression.CompressionLevel.NoCompression).Open();
+    }
+
+    /// <summary>
+    /// Opens part <paramref name="name"/> of the entry being loaded straight from the archive (no temporary file; no
+    /// inflating when it was stored uncompressed). Returns false when this ML.NET lacks the members (then use
+    /// <see cref="TryLoadBinaryStream"/>); otherwise true, with <paramref name="stream"/> null when there is no such part.
+    /// </summary>
+    public static bool TryOpenPartDirect(object loadContext, string name, out Stream? stream, out long length)
+    {
+        stream = null;
+        length = 0;
+        var m = _zip.Value;
+        if (m is null) return false;
+        var repository = m.LoadRepository.GetValue(loadContext);
+        if (repository is null) return false;
+        var entries = (Dictionary<string, System.IO.Compression.ZipArchiveEntry>)m.ReaderEntries.GetValue(repository)!;
+        string path = EntryPath((string?)m.LoadDirectory.GetValue(loadContext), name);
+        // As RepositoryReader.OpenEntryOrNull: the normalised path, else the backslash form older Windows files use.
+        if (!entries.TryGetValue(path, out var entry) && !entries.TryGetValue(path.Replace("/", "\\"), out entry)) return true;
+        length = entry.Length;
+        stream = entry.Open();
+        return true;
+    }
+
     // ---- Component catalog -----------------------------------------------------------------------------------
 
     /// <summary>
