@@ -25,6 +25,7 @@ internal static class TrainCommand
             if (options.Weights is { } weights && !File.Exists(weights))
                 WeightsCommand.Fetch(Weights.PretrainedWeightSource.Select(weights, options.Architecture
                     ?? (Weights.PretrainedWeightSource.ArchitectureOf(weights) is null && options.CustomArchitecture is null ? ImageTransferTrainer.Options.DefaultArchitecture : null)), r.GetValue(flags.Quiet));
+            Console.WriteLine(Training.TrainingRecipes.Apply(options, pretrained: options.Weights is not null).Description);
             var ml = Cli.NewContext(options.Seed);
             using var interrupt = CtrlC.StopTrainingOnCancelKey(options);
             TrainedPipeline trained;

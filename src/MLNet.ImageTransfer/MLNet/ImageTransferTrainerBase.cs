@@ -133,7 +133,10 @@ public abstract class ImageTransferTrainerBase<TOptions> : IEstimator<ImageClass
                 }
                 if (initial is not null) LastInitialModelLoad = initial.LoadInto(network, classNames);
                 network.to(device);
-                LastHistory = ClassifierTrainingLoop.Fit(network, train, validation, preprocessing, o.WithAugmentation(augmentation), device, seed);
+                // Pretrained weights with no schedule chosen: the transfer-learning recipe (Training/TrainingRecipe.cs).
+                var (recipe, plan) = TrainingRecipes.Apply(o.WithAugmentation(augmentation), pretrained: weights is not null);
+                using (var channel = _host.Start("Training")) channel.Info(MessageSensitivity.None, plan);
+                LastHistory = ClassifierTrainingLoop.Fit(network, train, validation, preprocessing, recipe, device, seed) with { Recipe = plan };
             }
             catch
             {

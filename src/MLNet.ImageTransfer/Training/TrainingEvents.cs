@@ -62,4 +62,7 @@ public sealed record TrainingHistory(IReadOnlyList<EpochSummary> Epochs, int Kep
 
     /// <summary>What the run noticed on the way (skipped corrupt checkpoints, a missing best checkpoint …).</summary>
     public IReadOnlyList<string> Notes { get; init; } = [];
+
+    /// <summary>What the run did, as its <see cref="TrainingRecipe"/> decided (e.g. "head on cached features for 4 epochs, then …"); null when not recorded.</summary>
+    public string? Recipe { get; init; }
 }

@@ -55,6 +55,14 @@ public class TrainingOptions
     public double WeightDecay { get; set; }
 
     /// <summary>
+    /// How the schedule options left at their defaults are filled in. Default <see cref="TrainingRecipe.Auto"/>: from
+    /// pretrained weights with no schedule set, <see cref="TrainingRecipe.HeadThenLastBlock"/> (head on cached features,
+    /// then the last block at a tenth of the rate); from scratch, the options as set. The run says which it picked
+    /// (<see cref="TrainingHistory.Recipe"/>, and the ML.NET log).
+    /// </summary>
+    public TrainingRecipe Recipe { get; set; } = TrainingRecipe.Auto;
+
+    /// <summary>
     /// Epochs at the start during which the backbone is frozen and only the head trains (seed 000's advice: train the
     /// new head first, then fine-tune everything). Default 0: everything trains from the first epoch.
     /// </summary>
