@@ -36,16 +36,25 @@ internal static class AugmentationSource
     /// <summary>uint8 [3,R,R]: the resize evaluation uses, cropped to an R×R square whose centre S×S window is the evaluation crop.</summary>
     public static Tensor ToSourceBytes(MLImage image, ImagePreprocessing preprocessing, int sourceSize)
     {
-        using var scope = NewDisposeScope();
         int size = preprocessing.ImageSize;
-        var resized = ImageTensors.ResizeShorterSide(ImageTensors.DecodeToFloat(image, preprocessing.Channels), preprocessing.ResizeShorterSide);
-        long nh = resized.size(2), nw = resized.size(3);
+        var (nw, nh) = ResizeCrop.ShorterSide(image.Width, image.Height, preprocessing.ResizeShorterSide);
         int inner = EvaluationOffset(sourceSize, size);
-        long top = (long)Math.Round((nh - size) / 2.0) - inner, left = (long)Math.Round((nw - size) / 2.0) - inner;
+        int top = (int)Math.Round((nh - size) / 2.0) - inner, left = (int)Math.Round((nw - size) / 2.0) - inner;
         if (nh < sourceSize || nw < sourceSize || top < 0 || left < 0 || top + sourceSize > nh || left + sourceSize > nw)
             throw new InvalidOperationException($"Internal error: a {sourceSize}-pixel training source does not fit the {nw}×{nh} resized image.");
-        var square = resized.narrow(2, top, sourceSize).narrow(3, left, sourceSize);
-        return square.squeeze(0).round_().clamp_(TorchScalars.Zero, TorchScalars.ByteMax).to_type(ScalarType.Byte).MoveToOuterDisposeScope(); // rooted scalars: Engine/TorchScalars.cs
+        var result = torch.empty(new long[] { 3, sourceSize, sourceSize }, ScalarType.Byte);
+        try
+        {
+            using var pixels = ImageGeometry.OpaquePixels.Of(image);
+            ImageGeometry.Resample(pixels.Source, new ResizeCrop(nw, nh, left, top, sourceSize, sourceSize), result.bytes,
+                PillowResample.OutputLayout.Planar3, preprocessing.Channels);
+            return result;
+        }
+        catch
+        {
+            result.Dispose();
+            throw;
+        }
     }
 
     /// <summary>
