@@ -46,9 +46,11 @@ public sealed record AugmentationPipeline
     public bool IsEmpty => Ops.Count == 0;
 
     /// <summary>
-    /// Whether a crop op needs more than the network's input to crop from. Then training images are cached larger:
-    /// with the shorter-side + centre-crop presets (torchvision) the whole resized square the evaluation crop is
-    /// taken from (256 pixels for 224); with stretch presets the whole image is already in view.
+    /// Whether a crop op needs more than the network's input to crop from. Then training images are cached whole,
+    /// aspect kept: for <c>resized-crop</c> the photo itself (at a resolution that keeps its smallest window at least
+    /// twice the input size across), for <c>crop</c> with the shorter-side + centre-crop presets (torchvision) the
+    /// image resized as evaluation resizes it (shorter side 256 for 224); with stretch presets <c>crop</c> alone
+    /// crops the S×S image, which already shows the whole image.
     /// </summary>
     public bool NeedsLargerSource => Ops.OfType<GeometricAugmentation>().Any(o => o.IsCrop);
 
