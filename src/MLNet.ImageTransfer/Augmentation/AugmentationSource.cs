@@ -38,7 +38,7 @@ internal enum SourceKind
 /// <see cref="CropResolutionMargin"/>·S pixels across, <c>f = min(1, 2·S / m)</c>, and never upsamples (nor below
 /// R on the shorter side, so that the evaluation crop cut from it reduces too). For torchvision's scale 0.08 at 224
 /// that is √(A)·f ≥ 1,829 pixels, so photos are kept as decoded (at most <c>ImageDecodeOptions.MaxSide</c>, 1024); the
-/// <c>default</c> preset's 0.25 needs 1,035; at 64 pixels, 522 and 296. Measured on the photo fixtures at 32 and 48
+/// <c>default</c> preset's 0.35 needs 875; at 64 pixels, 523 and 250. Measured on the photo fixtures at 32 and 48
 /// pixels (where they are kept smaller): crops within 0.39 grey levels of the full-resolution crop on average (0.98 on
 /// the most detailed photo); with a margin of 1 (the smallest crop exactly S across, its second resampling nearly 1:1)
 /// 0.86 (2.41). Crops drawn from the cache are torchvision's boxes on that image, cut out and resized to S×S with
