@@ -14,7 +14,8 @@ namespace MLNet.ImageTransfer.Benchmarks;
 
 /// <summary>
 /// Does augmentation keep up with training? Augmented images per second as the training loop gets them
-/// (<c>EpochBatches</c>: cached uint8 images → background workers → augmented float batches of 32 at 224 pixels),
+/// (<c>EpochBatches</c>: cached uint8 images (the whole image when the pipeline crops) → background workers → augmented float
+/// batches of 32 at 224 pixels),
 /// next to what a resnet50 training step at 224 consumes (<see cref="AugmentationTrainStepBaseline"/>). One operation =
 /// one epoch of <see cref="Batches"/> batches; the img/s column divides by its image count. Run both with
 /// <c>--filter '*Augmentation*'</c>.
@@ -24,7 +25,7 @@ public class AugmentationThroughputBenchmarks
 {
     public const int BatchSize = 32, Batches = 4, ImageSize = 224;
 
-    /// <summary>Presets: torchvision = resized-crop + hflip (from the 256-pixel source); keras = rotate, shift, shear, zoom, hflip (one fused resample); default = torchvision + colour jitter.</summary>
+    /// <summary>Presets: torchvision = resized-crop + hflip (from the whole 500×375 image); keras = rotate, shift, shear, zoom, hflip (one fused resample); default = torchvision + colour jitter.</summary>
     [Params("torchvision", "keras", "default")]
     public string Spec { get; set; } = "default";
 
@@ -45,16 +46,20 @@ public class AugmentationThroughputBenchmarks
         ImagesPerSecondColumn.ImagesPerOperation[typeof(AugmentationThroughputBenchmarks)] = BatchSize * Batches;
         _preprocessing = ImagePreprocessing.TorchVision(ImageSize);
         _pipeline = AugmentationPipeline.Parse(Spec) with { Workers = Workers };
-        int source = AugmentationSource.SourceSize(_preprocessing, _pipeline);
-        // Smooth random images (noise upsampled), cached at the size training caches them.
+        var source = AugmentationSource.For(_preprocessing, _pipeline);
+        // Smooth random 500×375 photos (noise upsampled), cached as training caches them (the whole image when crops need it).
         using var generator = new Generator(1, CPU);
-        _set = new LabeledImageSet();
+        _set = new LabeledImageSet { Source = source.IsEvaluation ? null : source };
         for (int i = 0; i < BatchSize * Batches; i++)
         {
             using var scope = NewDisposeScope();
             var small = rand([1, 3, 16, 16], generator: generator) * 255;
-            var image = nn.functional.interpolate(small, [source, source], mode: InterpolationMode.Bilinear, align_corners: false);
-            _set.Add(image[0].round().to_type(ScalarType.Byte).MoveToOuterDisposeScope(), i % 10);
+            var photo = nn.functional.interpolate(small, [375, 500], mode: InterpolationMode.Bilinear, align_corners: false);
+            var hwc = photo[0].permute(1, 2, 0).round().to_type(ScalarType.Byte).contiguous().data<byte>().ToArray();
+            var plan = source.Plan(500, 375);
+            var cached = new byte[3 * plan.Width * plan.Height];
+            ImageGeometry.Resample(PixelSource.Rgb(hwc, 500, 375), plan, cached, source.Layout, ChannelOrder.Rgb);
+            _set.Add(cached, plan.Height, plan.Width, i % 10);
         }
         _order = Enumerable.Range(0, _set.Count).ToArray();
     }

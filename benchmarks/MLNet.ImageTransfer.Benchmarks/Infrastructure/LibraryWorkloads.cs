@@ -25,7 +25,8 @@ public sealed class AugmentedEpochs : IDisposable
         _pipeline = AugmentationPipeline.Parse(spec);
         var view = ImageClassificationWorkflow.Preprocessing(ml).Fit(folderRows).Transform(folderRows);
         var classNames = ClassSchema.ClassNames(view.Schema["Label"]);
-        _set = ImageSetReader.Read(view, "Image", "Label", classNames, _preprocessing, "benchmark data", AugmentationSource.Reader(_preprocessing, _pipeline));
+        _set = ImageSetReader.Read(view, "Image", "Label", classNames, _preprocessing, "benchmark data", out _,
+            AugmentationSource.For(_preprocessing, _pipeline), ImageSetReader.TrainingReducingGap);
         _order = Enumerable.Range(0, _set.Count).ToArray();
     }
 
@@ -63,7 +64,8 @@ public static class LibraryWorkloads
         var prep = ImageClassificationWorkflow.Preprocessing(ml);
         var view = prep.Fit(folderRows).Transform(folderRows);
         var classNames = ClassSchema.ClassNames(view.Schema["Label"]);
-        using var set = ImageSetReader.Read(view, "Image", "Label", classNames, preprocessing, "benchmark data");
+        using var set = ImageSetReader.Read(view, "Image", "Label", classNames, preprocessing, "benchmark data", out _,
+            AugmentationSource.Evaluation(preprocessing), ImageSetReader.TrainingReducingGap);
         var rows = Enumerable.Range(0, set.Count).ToArray();
         for (int start = 0; start < rows.Length; start += batchSize)
         {

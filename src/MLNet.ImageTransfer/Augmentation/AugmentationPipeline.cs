@@ -46,9 +46,11 @@ public sealed record AugmentationPipeline
     public bool IsEmpty => Ops.Count == 0;
 
     /// <summary>
-    /// Whether a crop op needs more than the network's input to crop from. Then training images are cached larger:
-    /// with the shorter-side + centre-crop presets (torchvision) the whole resized square the evaluation crop is
-    /// taken from (256 pixels for 224); with stretch presets the whole image is already in view.
+    /// Whether a crop op needs more than the network's input to crop from. Then training images are cached whole,
+    /// aspect kept: for <c>resized-crop</c> the photo itself (at a resolution that keeps its smallest window at least
+    /// twice the input size across), for <c>crop</c> with the shorter-side + centre-crop presets (torchvision) the
+    /// image resized as evaluation resizes it (shorter side 256 for 224); with stretch presets <c>crop</c> alone
+    /// crops the S×S image, which already shows the whole image.
     /// </summary>
     public bool NeedsLargerSource => Ops.OfType<GeometricAugmentation>().Any(o => o.IsCrop);
 
@@ -58,8 +60,9 @@ public sealed record AugmentationPipeline
     public static AugmentationPipeline None { get; } = new();
 
     /// <summary>
-    /// <c>--augment default</c>: <c>resized-crop(scale=0.25:1),hflip,brightness=0.8:1.2,contrast=0.8:1.2,saturation=0.8:1.2</c> —
-    /// torchvision's transfer-learning recipe with a milder crop, and light colour jitter.
+    /// <c>--augment default</c>: <c>resized-crop(scale=0.35:1),hflip,brightness=0.8:1.2,contrast=0.8:1.2,saturation=0.8:1.2</c> —
+    /// torchvision's recipe with crops that keep at least 35% of the image, and light colour jitter: moderate, for
+    /// runs of a few epochs (see the preset's definition in <see cref="AugmentationSpec"/>).
     /// </summary>
     public static AugmentationPipeline Default => Parse("default");
 

@@ -32,7 +32,7 @@ public static class AugmentationPreview
         augmentation.Validate();
 
         int size = preprocessing.ImageSize;
-        int source = AugmentationSource.SourceSize(preprocessing, augmentation);
+        var source = AugmentationSource.For(preprocessing, augmentation);
         var augmenter = new ImageAugmenter(augmentation, size, preprocessing.Channels);
         int width = 2 * Gap + SeparatorGap + (samples + 1) * size + (samples - 1) * Gap;
         int height = Gap + images.Count * (size + Gap);
@@ -43,9 +43,20 @@ public static class AugmentationPreview
         {
             using var scope = NewDisposeScope();
             var original = ImageTensors.ToResizedBytes(images[row], preprocessing);
-            var cached = source == size ? original : AugmentationSource.ToSourceBytes(images[row], preprocessing, source);
-            var batch = cached.unsqueeze(0).expand(samples, 3, source, source).contiguous();
-            var augmented = augmenter.Apply(batch, ImageAugmenter.RandomFor(augmentation.Seed ?? seed, 1, row));
+            var random = ImageAugmenter.RandomFor(augmentation.Seed ?? seed, 1, row);
+            Tensor augmented;
+            if (source.IsEvaluation)
+                augmented = augmenter.Apply(original.unsqueeze(0).expand(samples, 3, size, size).contiguous(), random);
+            else
+            {
+                // The cached source training crops from (the whole image), as the training cache holds it.
+                var plan = source.Plan(images[row].Width, images[row].Height);
+                var cached = new byte[3 * plan.Width * plan.Height];
+                using (var pixels = ImageGeometry.OpaquePixels.Of(images[row]))
+                    ImageGeometry.Resample(pixels.Source, plan, cached, source.Layout, preprocessing.Channels);
+                var sources = new SampleCopies(samples, plan.Height, plan.Width, cached);
+                augmented = augmenter.Apply(sources, source, random);
+            }
             int top = Gap + row * (size + Gap);
             Blit(rgba, width, Gap, top, original, preprocessing.Channels);
             for (int k = 0; k < samples; k++)
@@ -102,6 +113,14 @@ public static class AugmentationPreview
             foreach (var queue in perClass)
                 if (picked.Count < count && queue.Count > 0) picked.Add(queue.Dequeue());
         return picked;
+    }
+
+    /// <summary>The same cached source, <c>count</c> times.</summary>
+    sealed class SampleCopies(int count, int height, int width, byte[] pixels) : ISourceImages
+    {
+        public int Count => count;
+        public (int Height, int Width) SizeOf(int index) => (height, width);
+        public void Read(int index, Span<byte> hwc) => pixels.CopyTo(hwc);
     }
 
     static void Blit(byte[] rgba, int width, int left, int top, Tensor image, ChannelOrder channels)

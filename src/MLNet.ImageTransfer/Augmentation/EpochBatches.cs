@@ -10,7 +10,8 @@ namespace MLNet.ImageTransfer.Augmentation;
 /// demand (what the loop always did). With augmentation: background workers augment the next batches while the
 /// network trains on the current one (a bounded prefetch queue); batch <c>b</c> of epoch <c>e</c> always gets the
 /// draws of <see cref="ImageAugmenter.RandomFor"/>(seed, e, b), whichever worker makes it, so results never depend on
-/// thread timing or the worker count.
+/// thread timing or the worker count. A set of crop sources (<see cref="AugmentationSource"/>) always goes through the
+/// workers: its batches are crops, or the evaluation geometry cut from the sources in epochs without augmentation.
 /// </summary>
 internal sealed class EpochBatches : IDisposable
 {
@@ -43,20 +44,63 @@ internal sealed class EpochBatches : IDisposable
         ArgumentNullException.ThrowIfNull(set);
         ArgumentNullException.ThrowIfNull(order);
         if (batchSize < 1) throw new ArgumentOutOfRangeException(nameof(batchSize));
-        if (augmentation is null || augmentation.IsEmpty) return new EpochBatches(set, order, batchSize, null);
-
-        var augmenter = new ImageAugmenter(augmentation, preprocessing.ImageSize, preprocessing.Channels);
-        int augmentationSeed = augmentation.Seed ?? seed;
+        bool augments = augmentation is { IsEmpty: false };
         int count = (order.Length + batchSize - 1) / batchSize;
-        int workers = Math.Min(count, augmentation.Workers ?? DefaultWorkers);
-        var prefetcher = new Prefetcher(count, workers, depth: Math.Max(2, 2 * workers), step =>
+        if (set.HoldsEvaluationGeometry)
+        {
+            if (!augments) return new EpochBatches(set, order, batchSize, null);
+            var augmenter = new ImageAugmenter(augmentation!, preprocessing.ImageSize, preprocessing.Channels);
+            int augmentationSeed = augmentation!.Seed ?? seed;
+            int workers = Math.Min(count, augmentation.Workers ?? DefaultWorkers);
+            var prefetcher = new Prefetcher(count, workers, depth: Math.Max(2, 2 * workers), step =>
+            {
+                using var scope = NewDisposeScope();
+                var (images, labels) = set.Batch(Rows(order, batchSize, step));
+                var augmented = augmenter.Apply(images, ImageAugmenter.RandomFor(augmentationSeed, epoch, step));
+                return (augmented.MoveToOuterDisposeScope(), labels.MoveToOuterDisposeScope());
+            });
+            return new EpochBatches(set, order, batchSize, prefetcher);
+        }
+
+        // A cache of sources (augmentation crops): every batch is cut from them, augmented or in the evaluation geometry.
+        var source = set.Source!;
+        var sourceAugmenter = augments ? new ImageAugmenter(augmentation!, preprocessing.ImageSize, preprocessing.Channels) : null;
+        int sourceSeed = augmentation?.Seed ?? seed;
+        int sourceWorkers = Math.Min(count, augmentation?.Workers ?? DefaultWorkers);
+        var sourcePrefetcher = new Prefetcher(count, sourceWorkers, depth: Math.Max(2, 2 * sourceWorkers), step =>
         {
             using var scope = NewDisposeScope();
-            var (images, labels) = set.Batch(Rows(order, batchSize, step));
-            var augmented = augmenter.Apply(images, ImageAugmenter.RandomFor(augmentationSeed, epoch, step));
-            return (augmented.MoveToOuterDisposeScope(), labels.MoveToOuterDisposeScope());
+            var rows = Rows(order, batchSize, step).ToArray();
+            var labels = torch.tensor(rows.Select(r => (long)set.Labels[r]).ToArray());
+            var images = sourceAugmenter is not null
+                ? sourceAugmenter.Apply(SourceImages.FromSet(set, rows), source, ImageAugmenter.RandomFor(sourceSeed, epoch, step))
+                : EvaluationBatch(set, rows, source);
+            return (images.MoveToOuterDisposeScope(), labels.MoveToOuterDisposeScope());
         });
-        return new EpochBatches(set, order, batchSize, prefetcher);
+        return new EpochBatches(set, order, batchSize, sourcePrefetcher);
+    }
+
+    /// <summary>Rows of a set of sources in the evaluation geometry: uint8 [N,3,S,S].</summary>
+    static Tensor EvaluationBatch(LabeledImageSet set, int[] rows, AugmentationSource source)
+    {
+        int size = source.Preprocessing.ImageSize, perImage = 3 * size * size;
+        var batch = empty([rows.Length, 3, size, size], ScalarType.Byte);
+        var output = batch.bytes;
+        for (int i = 0; i < rows.Length; i++)
+        {
+            var (h, w) = set.SizeOf(rows[i]);
+            var pixels = System.Buffers.ArrayPool<byte>.Shared.Rent(3 * w * h);
+            try
+            {
+                set.Read(rows[i], pixels);
+                source.ToEvaluation(pixels.AsSpan(0, 3 * w * h), w, h, output.Slice(i * perImage, perImage));
+            }
+            finally
+            {
+                System.Buffers.ArrayPool<byte>.Shared.Return(pixels);
+            }
+        }
+        return batch;
     }
 
     /// <summary>One worker per two cores, 1–4: augmentation is cheap next to a training step on the CPU.</summary>

@@ -150,9 +150,10 @@ public sealed record Zoom(ParameterRange Factor, bool KeepAspectRatio = false) :
 /// <summary>
 /// Takes a square window at a random position (torchvision <c>RandomCrop</c>, <c>tf.image.random_crop</c>) and
 /// resizes it to the network's input size. <see cref="Size"/>: pixels when ≥ 1, a fraction of the shorter side
-/// when below 1, or null for the network's input size (the classic "resize 256, random crop 224": with
-/// torchvision preprocessing the crop comes from the 256-pixel image the evaluation centre crop is taken from).
-/// Images the op skips get the centre crop.
+/// when below 1, or null for the network's input size. Windows are placed in the image evaluation resizes before its
+/// centre crop: with torchvision preprocessing the whole image with its shorter side at R (256 for 224), so the default
+/// is torchvision's <c>Resize(256)</c> + <c>RandomCrop(224)</c> exactly (its windows are copied, not resampled); with
+/// stretch presets the S×S image. Images the op skips get the evaluation crop.
 /// </summary>
 public sealed record RandomCrop(double? Size = null) : GeometricAugmentation
 {
@@ -176,10 +177,17 @@ public sealed record RandomCrop(double? Size = null) : GeometricAugmentation
         return side;
     }
 
+    /// <summary>torchvision's <c>RandomCrop.get_params</c>: a square window (<see cref="WindowSize"/> for <paramref name="target"/>), top then left drawn uniformly over the positions that fit.</summary>
+    internal (int Top, int Left, int Side) DrawBox(Random random, int inWidth, int inHeight, int target)
+    {
+        int side = WindowSize(inWidth, inHeight, target);
+        int top = random.Next(0, inHeight - side + 1), left = random.Next(0, inWidth - side + 1);
+        return (top, left, side);
+    }
+
     internal override Affine2D Draw(Random random, int inWidth, int inHeight, int outWidth, int outHeight)
     {
-        int side = WindowSize(inWidth, inHeight, outWidth);
-        int left = random.Next(0, inWidth - side + 1), top = random.Next(0, inHeight - side + 1);
+        var (top, left, side) = DrawBox(random, inWidth, inHeight, outWidth);
         return Affine2D.Window(left, top, side, side, outWidth, outHeight);
     }
 
@@ -188,9 +196,9 @@ public sealed record RandomCrop(double? Size = null) : GeometricAugmentation
 
 /// <summary>
 /// torchvision's <c>RandomResizedCrop</c>: a window whose area is a <see cref="Scale"/> fraction of the image and whose
-/// aspect ratio (width/height) is drawn log-uniformly from <see cref="Ratio"/>, resized to the network's input size.
-/// Same algorithm (10 tries, then a centre fallback). It works on the cached source, which with torchvision
-/// preprocessing is the whole 256-pixel square the evaluation centre crop comes from.
+/// aspect ratio (width/height) is drawn log-uniformly from <see cref="Ratio"/>, resized to the network's input size
+/// (Pillow's antialiased bilinear). The same algorithm as torchvision (10 tries, then the centre crop fallback), on
+/// the whole image, aspect kept, at a resolution that keeps the smallest window at least S pixels across.
 /// </summary>
 public sealed record RandomResizedCrop : GeometricAugmentation
 {
@@ -216,28 +224,40 @@ public sealed record RandomResizedCrop : GeometricAugmentation
     }
     private protected override string ArgumentsSpec() => $"(scale={Scale},ratio={Ratio})";
 
-    internal override Affine2D Draw(Random random, int inWidth, int inHeight, int outWidth, int outHeight)
+    /// <summary>
+    /// torchvision's <c>RandomResizedCrop.get_params</c> on an <paramref name="inWidth"/>×<paramref name="inHeight"/>
+    /// image: up to 10 tries of an area fraction drawn from <see cref="Scale"/> and a log-uniform aspect ratio, rounded
+    /// to whole pixels, until the window fits; then top and left drawn uniformly; else the centre crop with the
+    /// nearest ratio in range. Draws in torchvision's order.
+    /// </summary>
+    internal (int Top, int Left, int Height, int Width) DrawBox(Random random, int inWidth, int inHeight)
     {
         double area = (double)inWidth * inHeight;
         double logMin = Math.Log(Ratio.Min), logMax = Math.Log(Ratio.Max);
         for (int attempt = 0; attempt < 10; attempt++)
         {
-            double targetArea = area * Scale.Draw(random);
+            double targetArea = area * (Scale.Min + (Scale.Max - Scale.Min) * random.NextDouble());
             double aspect = Math.Exp(logMin + (logMax - logMin) * random.NextDouble());
             int w = (int)Math.Round(Math.Sqrt(targetArea * aspect));
             int h = (int)Math.Round(Math.Sqrt(targetArea / aspect));
             if (w > 0 && w <= inWidth && h > 0 && h <= inHeight)
             {
                 int top = random.Next(0, inHeight - h + 1), left = random.Next(0, inWidth - w + 1);
-                return Affine2D.Window(left, top, w, h, outWidth, outHeight);
+                return (top, left, h, w);
             }
         }
-        // torchvision's fallback: the largest centred window with a ratio inside the range.
+        // torchvision's fallback: the whole image, or its centre with the nearest ratio in range.
         double inRatio = (double)inWidth / inHeight;
         int fw = inWidth, fh = inHeight;
         if (inRatio < Ratio.Min) fh = (int)Math.Round(fw / Ratio.Min);
         else if (inRatio > Ratio.Max) fw = (int)Math.Round(fh * Ratio.Max);
-        return Affine2D.Window((inWidth - fw) / 2, (inHeight - fh) / 2, fw, fh, outWidth, outHeight);
+        return ((inHeight - fh) / 2, (inWidth - fw) / 2, fh, fw);
+    }
+
+    internal override Affine2D Draw(Random random, int inWidth, int inHeight, int outWidth, int outHeight)
+    {
+        var (top, left, h, w) = DrawBox(random, inWidth, inHeight);
+        return Affine2D.Window(left, top, w, h, outWidth, outHeight);
     }
 
     internal override Affine2D Skip(int inWidth, int inHeight, int outWidth, int outHeight) => CentreWindow(inWidth, inHeight, outWidth, outHeight);

@@ -1,3 +1,4 @@
+using System.Buffers;
 using MLNet.ImageTransfer.Data;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -40,33 +41,23 @@ internal sealed class ImageAugmenter
         return new Random((int)(z & 0x7FFFFFFF));
     }
 
+    /// <summary>
+    /// Augments a batch of same-size images [N,3,H,W] (uint8, or float 0–255). A crop op (the first one) crops each
+    /// image itself: its windows are placed in the image as it is (no larger source behind it).
+    /// </summary>
     public Tensor Apply(Tensor batch, Random random)
     {
         ArgumentNullException.ThrowIfNull(batch);
         ArgumentNullException.ThrowIfNull(random);
         if (batch.dim() != 4 || batch.size(1) != 3) throw new ArgumentException("Expected images [N,3,H,W].", nameof(batch));
+        if (FirstCrop >= 0) return Apply(SourceImages.FromBatch(batch), source: null, random);
         using var scope = NewDisposeScope();
         var context = new PixelContext(random);
         try
         {
             var x = batch.to_type(ScalarType.Float32, copy: true);
             if (_bgr) x = x.flip(1);
-            var ops = _pipeline.Ops;
-            for (int i = 0; i < ops.Count;)
-            {
-                if (ops[i] is GeometricAugmentation)
-                {
-                    int end = i;
-                    while (end < ops.Count && ops[end] is GeometricAugmentation) end++;
-                    x = ApplyGeometry(x, ops.Skip(i).Take(end - i).Cast<GeometricAugmentation>().ToArray(), random, context);
-                    i = end;
-                }
-                else
-                {
-                    x = ((PixelAugmentation)ops[i]).Apply(x, random, context);
-                    i++;
-                }
-            }
+            x = Run(x, _pipeline.Ops, random, context);
             if (x.size(2) != _outputSize || x.size(3) != _outputSize)
             {
                 // No crop brought a larger source to the network's size: take the evaluation's centre crop.
@@ -82,6 +73,154 @@ internal sealed class ImageAugmenter
         {
             context.DisposeGenerator();
         }
+    }
+
+    /// <summary>Index of the first crop op; −1 when the pipeline has none.</summary>
+    int FirstCrop
+    {
+        get
+        {
+            for (int i = 0; i < _pipeline.Ops.Count; i++)
+                if (_pipeline.Ops[i] is GeometricAugmentation { IsCrop: true }) return i;
+            return -1;
+        }
+    }
+
+    /// <summary>
+    /// Augments cached sources of different sizes (the training cache when augmentation crops, see
+    /// <see cref="AugmentationSource"/>), one image at a time: the ops before the first crop on the image at its own
+    /// size, then the crop (torchvision's box on that image, cut out and resized to S×S with Pillow's bilinear), then
+    /// the rest on the S×S batch. Images the crop skips get the evaluation geometry. Returns float [N,3,S,S], 0–255.
+    /// </summary>
+    /// <param name="images">The batch's sources: interleaved [H,W,3] bytes in the preset's channel order.</param>
+    /// <param name="source">How the sources were cached; null: each image is itself what crops cut from (a uniform batch).</param>
+    /// <param name="random">The batch's draws (<see cref="RandomFor"/>).</param>
+    public Tensor Apply(ISourceImages images, AugmentationSource? source, Random random)
+    {
+        ArgumentNullException.ThrowIfNull(images);
+        ArgumentNullException.ThrowIfNull(random);
+        int cropIndex = FirstCrop;
+        if (cropIndex < 0) throw new InvalidOperationException("Internal error: sources of different sizes need a crop to become a batch.");
+        var ops = _pipeline.Ops;
+        var before = ops.Take(cropIndex).ToArray();
+        var crop = (GeometricAugmentation)ops[cropIndex];
+        var after = ops.Skip(cropIndex + 1).ToArray();
+        int n = images.Count, size = _outputSize, perImage = 3 * size * size;
+        using var scope = NewDisposeScope();
+        var context = new PixelContext(random);
+        try
+        {
+            var chosen = crop.Select(random, n);
+            var batch = empty([n, 3, size, size], ScalarType.Byte);
+            var output = batch.bytes;
+            for (int i = 0; i < n; i++)
+            {
+                var (height, width) = images.SizeOf(i);
+                var pixels = ArrayPool<byte>.Shared.Rent(3 * width * height);
+                try
+                {
+                    images.Read(i, pixels.AsSpan(0, 3 * width * height));
+                    if (before.Length > 0) ApplyBeforeCrop(pixels, width, height, before, random, context);
+                    Crop(crop, chosen[i], pixels.AsSpan(0, 3 * width * height), width, height, source, random, output.Slice(i * perImage, perImage));
+                }
+                finally
+                {
+                    ArrayPool<byte>.Shared.Return(pixels);
+                }
+            }
+            var x = batch.to_type(ScalarType.Float32);
+            if (context.Units != 1) x = x * context.Units;
+            if (_bgr) x = x.flip(1);
+            x = Run(x, after, random, context);
+            if (context.Units != 1) x = x / context.Units;
+            if (_bgr) x = x.flip(1);
+            return x.MoveToOuterDisposeScope();
+        }
+        finally
+        {
+            context.DisposeGenerator();
+        }
+    }
+
+    /// <summary>The ops before the crop, on one image at its own size (geometric ops before a crop keep the size), rounded back to bytes.</summary>
+    void ApplyBeforeCrop(byte[] pixels, int width, int height, AugmentationOp[] ops, Random random, PixelContext context)
+    {
+        using var scope = NewDisposeScope();
+        int length = 3 * width * height;
+        var hwc = torch.tensor(pixels.AsSpan(0, length).ToArray(), ScalarType.Byte).view(1, height, width, 3);
+        var x = hwc.permute(0, 3, 1, 2).to_type(ScalarType.Float32);
+        if (context.Units != 1) x = x * context.Units;
+        if (_bgr) x = x.flip(1);
+        x = Run(x, ops, random, context);
+        if (_bgr) x = x.flip(1);
+        if (context.Units != 1) x = x / context.Units;
+        var bytes = x.round().clamp_(0, 255).to_type(ScalarType.Byte).permute(0, 2, 3, 1).contiguous();
+        bytes.bytes.CopyTo(pixels);
+    }
+
+    /// <summary>The crop of one source into <paramref name="chw"/> [3,S,S]: the op's box when chosen, else the evaluation geometry.</summary>
+    void Crop(GeometricAugmentation crop, bool chosen, ReadOnlySpan<byte> hwc, int width, int height, AugmentationSource? source, Random random, Span<byte> chw)
+    {
+        int size = _outputSize;
+        var image = PixelSource.Rgb(hwc, width, height); // bytes in the preset's order, kept (identity map)
+        const PillowResample.OutputLayout planar = PillowResample.OutputLayout.Planar3;
+        if (!chosen)
+        {
+            if (source is not null) source.ToEvaluation(hwc, width, height, chw);
+            else if (width >= size && height >= size)
+                ImageGeometry.Resample(image, new ResizeCrop(width, height, (int)Math.Round((width - size) / 2.0), (int)Math.Round((height - size) / 2.0), size, size), chw, planar, ChannelOrder.Rgb);
+            else ImageGeometry.Resample(image, ResizeCrop.Whole(size, size), chw, planar, ChannelOrder.Rgb);
+            return;
+        }
+        switch (crop)
+        {
+            case RandomResizedCrop resized:
+            {
+                var (top, left, h, w) = resized.DrawBox(random, width, height);
+                ImageGeometry.Resample(image, left, top, w, h, ResizeCrop.Whole(size, size), chw, planar, ChannelOrder.Rgb);
+                return;
+            }
+            case RandomCrop windowed:
+            {
+                // Windows are placed in the evaluation's resized image (crop space); a source at another scale maps them onto itself.
+                var (cw, ch) = source?.CropSpace(width, height) ?? (width, height);
+                var (top, left, side) = windowed.DrawBox(random, cw, ch, size);
+                if (cw == width && ch == height)
+                    ImageGeometry.Resample(image, left, top, side, side, ResizeCrop.Whole(size, size), chw, planar, ChannelOrder.Rgb);
+                else
+                {
+                    double sx = (double)width / cw, sy = (double)height / ch;
+                    PillowResample.Resample(hwc, width * 3, 3, 0, 0,
+                        PillowResample.Coefficients(width, left * sx, (left + side) * sx, size),
+                        PillowResample.Coefficients(height, top * sy, (top + side) * sy, size),
+                        chw, planar, [0, 1, 2]);
+                }
+                return;
+            }
+            default:
+                throw new InvalidOperationException($"Internal error: {crop.Name} is not a crop.");
+        }
+    }
+
+    /// <summary>Runs <paramref name="ops"/> on a float RGB batch: consecutive geometric ops fused into one resampling, pixel ops one by one.</summary>
+    Tensor Run(Tensor x, IReadOnlyList<AugmentationOp> ops, Random random, PixelContext context)
+    {
+        for (int i = 0; i < ops.Count;)
+        {
+            if (ops[i] is GeometricAugmentation)
+            {
+                int end = i;
+                while (end < ops.Count && ops[end] is GeometricAugmentation) end++;
+                x = ApplyGeometry(x, ops.Skip(i).Take(end - i).Cast<GeometricAugmentation>().ToArray(), random, context);
+                i = end;
+            }
+            else
+            {
+                x = ((PixelAugmentation)ops[i]).Apply(x, random, context);
+                i++;
+            }
+        }
+        return x;
     }
 
     Tensor ApplyGeometry(Tensor x, GeometricAugmentation[] ops, Random random, PixelContext context)
@@ -189,5 +328,51 @@ internal sealed class ImageAugmenter
         var rows = e > 0 ? source.narrow(1, (long)f, outHeight) : source.narrow(1, (long)f - (outHeight - 1), outHeight).flip(1);
         var both = a > 0 ? rows.narrow(2, (long)c, outWidth) : rows.narrow(2, (long)c - (outWidth - 1), outWidth).flip(2);
         return both;
+    }
+}
+
+/// <summary>The images of one batch, read one at a time: interleaved [H,W,3] bytes, each at its own size.</summary>
+internal interface ISourceImages
+{
+    int Count { get; }
+    (int Height, int Width) SizeOf(int index);
+    void Read(int index, Span<byte> hwc);
+}
+
+/// <summary><see cref="ISourceImages"/> over rows of a training set, or over the images of a uniform batch.</summary>
+internal sealed class SourceImages : ISourceImages
+{
+    readonly Func<int, (int, int)> _size;
+    readonly SpanReader _read;
+
+    delegate void SpanReader(int index, Span<byte> destination);
+
+    SourceImages(int count, Func<int, (int, int)> size, SpanReader read)
+    {
+        Count = count;
+        _size = size;
+        _read = read;
+    }
+
+    public int Count { get; }
+    public (int Height, int Width) SizeOf(int index) => _size(index);
+    public void Read(int index, Span<byte> hwc) => _read(index, hwc);
+
+    /// <summary>Rows <paramref name="rows"/> of a set that holds sources.</summary>
+    public static SourceImages FromSet(Training.LabeledImageSet set, int[] rows)
+        => new(rows.Length, i => set.SizeOf(rows[i]), (i, destination) => set.Read(rows[i], destination));
+
+    /// <summary>The images of a uniform batch [N,3,H,W], rounded to bytes and interleaved.</summary>
+    public static SourceImages FromBatch(Tensor batch)
+    {
+        int n = (int)batch.size(0), h = (int)batch.size(2), w = (int)batch.size(3);
+        byte[] bytes;
+        using (var scope = NewDisposeScope())
+        {
+            var x = batch.dtype == ScalarType.Byte ? batch : batch.to_type(ScalarType.Float32).round().clamp(0, 255).to_type(ScalarType.Byte);
+            bytes = x.permute(0, 2, 3, 1).contiguous().data<byte>().ToArray();
+        }
+        int perImage = 3 * h * w;
+        return new(n, _ => (h, w), (i, destination) => bytes.AsSpan(i * perImage, perImage).CopyTo(destination));
     }
 }

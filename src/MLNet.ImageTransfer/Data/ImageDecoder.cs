@@ -94,9 +94,63 @@ public static class ImageDecoder
     {
         public ReadOnlySpan<byte> Bgra => Buffer.AsSpan(0, Width * Height * 4);
         public void Return() => ArrayPool<byte>.Shared.Return(Buffer);
+
+        /// <summary>The size <see cref="Decode(string, ImageDecodeOptions?)"/> gives for the file (upright); larger than Width×Height when a JPEG was decoded smaller on request.</summary>
+        public (int Width, int Height) Logical { get; init; }
     }
 
-    internal static DecodedPixels? DecodePixels(string path, ImageDecodeOptions options, out string? problem)
+    /// <summary>
+    /// Asked with the upright size <see cref="Decode(string, ImageDecodeOptions?)"/> would give, answers the smallest upright size a decode may
+    /// shrink the image to (a JPEG is then decoded at 1/2, 1/4 or 1/8 scale by DCT scaling, the largest of them that
+    /// is still at least that size); null: the image as <see cref="Decode(string, ImageDecodeOptions?)"/> gives it.
+    /// </summary>
+    internal delegate (int Width, int Height)? SmallestDecode(int width, int height);
+
+    /// <summary>
+    /// Decodes <paramref name="path"/> straight into the geometry <paramref name="plan"/> gives for its upright size
+    /// (the size <see cref="Decode(string, ImageDecodeOptions?)"/> would give), in <paramref name="layout"/> and <paramref name="order"/>: the
+    /// training cache's path, one pass from file to cached bytes. With <paramref name="reducingGap"/> &gt; 0, a JPEG
+    /// larger than <paramref name="reducingGap"/> times the plan's resized size is decoded smaller by DCT scaling
+    /// first (at least that many times the resized size on both sides): much less work, and a result within a few
+    /// grey levels of the full decode on edges (the DCT's own downscaling is nearly a box filter). The bytes come from
+    /// the shared array pool (3 per output pixel): return them when done. Null with the reason when the file is not a
+    /// usable image (never throws for bad content).
+    /// </summary>
+    internal static byte[]? DecodeResampled(string path, ImageDecodeOptions? options, Func<int, int, ResizeCrop> plan, double reducingGap,
+        PillowResample.OutputLayout layout, ChannelOrder order, out ResizeCrop geometry, out string? problem)
+    {
+        ResizeCrop chosen = default;
+        var pixels = DecodePixels(path, options ?? ImageDecodeOptions.Default, out problem, (w, h) =>
+        {
+            chosen = plan(w, h);
+            if (!(reducingGap > 0)) return null;
+            return ((int)Math.Ceiling(reducingGap * chosen.ResizedWidth), (int)Math.Ceiling(reducingGap * chosen.ResizedHeight));
+        });
+        geometry = chosen;
+        if (pixels is not { } decoded) return null;
+        try
+        {
+            var result = ArrayPool<byte>.Shared.Rent(3 * chosen.Width * chosen.Height);
+            try
+            {
+                // The plan is for the logical size; a smaller decode is resampled with the same output grid.
+                var source = new PixelSource(decoded.Bgra, decoded.Width, decoded.Height, decoded.Width * 4, 4, red: 2, green: 1, blue: 0);
+                ImageGeometry.Resample(source, chosen, result, layout, order);
+                return result;
+            }
+            catch
+            {
+                ArrayPool<byte>.Shared.Return(result);
+                throw;
+            }
+        }
+        finally
+        {
+            decoded.Return();
+        }
+    }
+
+    internal static DecodedPixels? DecodePixels(string path, ImageDecodeOptions options, out string? problem, SmallestDecode? smallest = null)
     {
         options.Validate();
         // The file is mapped once (SKData) and sniffed and decoded from the same bytes. SKCodec.Create(path) would
@@ -121,7 +175,7 @@ public static class ImageDecoder
             problem = RefusedHeader(path);
             return null;
         }
-        return Decode(codec, options, out problem);
+        return Decode(codec, options, out problem, smallest);
     }
 
     /// <summary>Why Skia refused the file's header: its stream-based factory reports the reason (rare path: bad files only).</summary>
@@ -138,7 +192,7 @@ public static class ImageDecoder
         }
     }
 
-    static DecodedPixels? Decode(SKCodec codec, ImageDecodeOptions options, out string? problem)
+    static DecodedPixels? Decode(SKCodec codec, ImageDecodeOptions options, out string? problem, SmallestDecode? smallest)
     {
         problem = null;
         int width = codec.Info.Width, height = codec.Info.Height;
@@ -165,6 +219,26 @@ public static class ImageDecoder
             if (scaled.Width > 0 && scaled.Height > 0 && scaled.Width <= width && scaled.Height <= height) size = scaled;
         }
 
+        // The upright size Decode gives (codecs that cannot scale are shrunk after decoding, see Finish), and a smaller
+        // JPEG decode when the caller needs less.
+        var origin = codec.EncodedOrigin;
+        bool swaps = SwapsAxes(origin);
+        var logical = size.Width == width && longer > options.MaxSide ? ShrunkSize(width, height, options.MaxSide) : (size.Width, size.Height);
+        if (swaps) logical = (logical.Height, logical.Width);
+        if (smallest?.Invoke(logical.Width, logical.Height) is { } needed && codec.EncodedFormat == SKEncodedImageFormat.Jpeg)
+        {
+            var (needW, needH) = swaps ? (needed.Height, needed.Width) : (needed.Width, needed.Height);
+            foreach (int eighths in (ReadOnlySpan<int>)[1, 2, 4])
+            {
+                var reduced = codec.GetScaledDimensions(eighths / 8f);
+                if (reduced.Width >= needW && reduced.Height >= needH && reduced.Width < size.Width && reduced.Height <= size.Height)
+                {
+                    size = reduced;
+                    break;
+                }
+            }
+        }
+
         // Unpremultiplied 8-bit RGBA: Skia converts grayscale, palette, 16-bit and CMYK sources to it.
         var result = DecodeFrame0(codec, size, out var rgba);
         if (result == SKCodecResult.InvalidScale && (size.Width != width || size.Height != height))
@@ -176,7 +250,7 @@ public static class ImageDecoder
         try
         {
             if (result != SKCodecResult.Success) { problem = Describe(result); return null; }
-            return Finish(rgba, size.Width, size.Height, codec.EncodedOrigin, options);
+            return Finish(rgba, size.Width, size.Height, origin, options) with { Logical = logical };
         }
         finally
         {
@@ -227,14 +301,23 @@ public static class ImageDecoder
         if (longer <= options.MaxSide) return Orient(rgba.AsSpan(0, length), width, height, width * 4, origin);
 
         // Codecs that cannot shrink while decoding (PNG, GIF, BMP): shrink now. Opaque by now, so resampling is exact.
-        double f = (double)options.MaxSide / longer;
-        int w = Math.Max(1, (int)Math.Round(width * f)), h = Math.Max(1, (int)Math.Round(height * f));
+        var (w, h) = ShrunkSize(width, height, options.MaxSide);
         using var full = new SKBitmap(new SKImageInfo(width, height, SKColorType.Rgba8888, SKAlphaType.Opaque));
         System.Runtime.InteropServices.Marshal.Copy(rgba, 0, full.GetPixels(), length);
         using var resized = full.Resize(new SKImageInfo(w, h, SKColorType.Rgba8888, SKAlphaType.Opaque), Shrinking)
             ?? throw new InvalidOperationException($"Skia could not resize a {width}×{height} image to {w}×{h}.");
         return Orient(resized.GetPixelSpan(), resized.Width, resized.Height, resized.RowBytes, origin);
     }
+
+    /// <summary>The size an image larger than <paramref name="maxSide"/> is shrunk to after decoding (aspect kept, rounded).</summary>
+    static (int Width, int Height) ShrunkSize(int width, int height, int maxSide)
+    {
+        double f = (double)maxSide / Math.Max(width, height);
+        return (Math.Max(1, (int)Math.Round(width * f)), Math.Max(1, (int)Math.Round(height * f)));
+    }
+
+    static bool SwapsAxes(SKEncodedOrigin origin)
+        => origin is SKEncodedOrigin.LeftTop or SKEncodedOrigin.RightTop or SKEncodedOrigin.RightBottom or SKEncodedOrigin.LeftBottom;
 
     /// <summary>RGBA unpremultiplied → opaque: <c>c·a/255 + 255·(1 − a/255)</c>, rounded; alpha becomes 255.</summary>
     static void CompositeOverWhite(Span<byte> rgba)
@@ -258,7 +341,7 @@ public static class ImageDecoder
     /// </summary>
     internal static DecodedPixels Orient(ReadOnlySpan<byte> rgba, int width, int height, int rowBytes, SKEncodedOrigin origin)
     {
-        bool swaps = origin is SKEncodedOrigin.LeftTop or SKEncodedOrigin.RightTop or SKEncodedOrigin.RightBottom or SKEncodedOrigin.LeftBottom;
+        bool swaps = SwapsAxes(origin);
         int outW = swaps ? height : width, outH = swaps ? width : height;
         var bgra = ArrayPool<byte>.Shared.Rent(checked(outW * outH * 4));
         for (int y = 0; y < outH; y++)

@@ -16,13 +16,25 @@ public static class ImageTensors
     /// <summary>
     /// Geometry of <paramref name="preprocessing"/> applied to an ML.NET image: uint8 tensor [3,S,S] in the preset's
     /// channel order. Transparent pixels are composited over white (ML.NET's pixels are premultiplied, so compositing
-    /// is <c>c + 255 − a</c>; reading them as plain colours would darken every translucent pixel).
+    /// is <c>c + 255 − a</c>; reading them as plain colours would darken every translucent pixel). The resize is
+    /// Pillow's bilinear in its own 8-bit fixed-point arithmetic (<see cref="PillowResample"/>), so the bytes are those
+    /// torchvision's <c>Resize</c> + <c>CenterCrop</c> give for a PIL image of the same pixels.
     /// </summary>
     public static Tensor ToResizedBytes(MLImage image, ImagePreprocessing preprocessing)
     {
-        using var scope = NewDisposeScope();
-        var resized = ResizeAndCrop(DecodeToFloat(image, preprocessing.Channels), preprocessing);
-        return resized.squeeze(0).round_().clamp_(TorchScalars.Zero, TorchScalars.ByteMax).to_type(ScalarType.Byte).MoveToOuterDisposeScope();
+        ArgumentNullException.ThrowIfNull(image);
+        int size = preprocessing.ImageSize;
+        var result = torch.empty(new long[] { 3, size, size }, ScalarType.Byte);
+        try
+        {
+            ImageGeometry.ToEvaluationBytes(image, preprocessing, result.bytes);
+            return result;
+        }
+        catch
+        {
+            result.Dispose();
+            throw;
+        }
     }
 
     /// <summary>An ML.NET image as float [1,3,H,W], values 0–255 in <paramref name="channels"/> order, transparency composited over white.</summary>
@@ -42,7 +54,11 @@ public static class ImageTensors
             return hwc.permute(0, 3, 1, 2); // a view: keeps the storage alive after the wrapper is disposed
     }
 
-    /// <summary>Resize (bilinear, antialiased like PIL/torchvision) and centre-crop a float batch [N,3,H,W].</summary>
+    /// <summary>
+    /// Resize (bilinear, antialiased, libtorch's float kernel) and centre-crop a float batch [N,3,H,W]: the geometry of
+    /// <see cref="ToResizedBytes"/> for tensors, within a grey level of it (libtorch's float arithmetic, not Pillow's
+    /// 8-bit fixed point).
+    /// </summary>
     public static Tensor ResizeAndCrop(Tensor nchw, ImagePreprocessing preprocessing)
     {
         long h = nchw.size(2), w = nchw.size(3);

@@ -98,12 +98,14 @@ public abstract class ImageTransferTrainerBase<TOptions> : IEstimator<ImageClass
         using var weights = o.ResolveWeights() is { } resolved ? PretrainedWeightFile.Open(resolved.Path) : null;
         if (weights is not null) architecture = weights.Adapt(architecture);
 
-        // Augmentation: the option or an AugmentImages step's mark; crops need the training images cached larger.
+        // Augmentation: the option or an AugmentImages step's mark; crops need the training images cached larger (the
+        // whole image). A validation split is drawn first and its rows read at the evaluation geometry.
         var augmentation = Augmentation.TrainingAugmentation.Resolve(o.Augmentation, input.Schema[o.ImageColumnName]);
-        using var train = ImageSetReader.Read(input, o.ImageColumnName, o.LabelColumnName, classNames, preprocessing, "training data",
-            out var skippedTraining, Augmentation.AugmentationSource.Reader(preprocessing, augmentation));
+        double split = o.ValidationSet is null && o.ValidationFraction > 0 ? o.ValidationFraction : 0;
+        var (train, validation) = ImageSetReader.ReadSplit(input, o.ImageColumnName, o.LabelColumnName, classNames, preprocessing, "training data",
+            out var skippedTraining, Augmentation.AugmentationSource.For(preprocessing, augmentation), ImageSetReader.TrainingReducingGap, split, seed);
+        using var _ = train;
         LastSkippedRows = skippedTraining;
-        LabeledImageSet? validation = null;
         try
         {
             LastWeightLoad = null;
@@ -113,8 +115,6 @@ public abstract class ImageTransferTrainerBase<TOptions> : IEstimator<ImageClass
                 validation = ImageSetReader.Read(o.ValidationSet, o.ImageColumnName, o.LabelColumnName, classNames, preprocessing, "validation set", out var skippedValidation);
                 LastSkippedRows = [.. skippedTraining, .. skippedValidation];
             }
-            else if (o.ValidationFraction > 0)
-                validation = Augmentation.AugmentationSource.ToEvaluationGeometry(train.Extract(train.StratifiedSample(o.ValidationFraction, new Random(seed))), preprocessing);
 
             ImageClassifierModel network;
             // Initialisation draws from TorchSharp's process-wide generator: seed and build as one step so that

@@ -5,7 +5,9 @@ namespace MLNet.ImageTransfer.Training;
 
 /// <summary>
 /// Images already resized for the network (uint8 [3,S,S], 3·S² bytes each) with their class indices. The training
-/// loop draws batches from it every epoch without decoding again.
+/// loop draws batches from it every epoch without decoding again. When augmentation crops, a training set holds
+/// larger sources instead (<see cref="Source"/>: the whole image, interleaved, each at its own size), which the
+/// augmentation reads one by one (<see cref="Read"/>).
 /// </summary>
 /// <remarks>
 /// Memory stays bounded whatever the dataset's size: the first <see cref="MemoryBudgetBytes"/> of pixels are kept in
@@ -13,7 +15,7 @@ namespace MLNet.ImageTransfer.Training;
 /// page cache keeps that file in RAM when there is room, without counting against the process, so a large dataset
 /// costs disk I/O only under real memory pressure. The file goes to <see cref="Path.GetTempPath"/> (<c>TMPDIR</c>):
 /// where that is a RAM-backed tmpfs, point <c>TMPDIR</c> at a disk for datasets larger than memory. <see cref="Batch"/> is safe to call from several threads (the
-/// augmentation prefetch workers); <see cref="Add"/> and <see cref="Extract"/> are not.
+/// augmentation prefetch workers); <see cref="Add(Tensor, int)"/> and <see cref="Extract"/> are not.
 /// </remarks>
 public sealed class LabeledImageSet : IDisposable
 {
@@ -48,6 +50,12 @@ public sealed class LabeledImageSet : IDisposable
     /// <summary>Bytes of pixels kept in memory; beyond them, images are stored in a temporary file.</summary>
     public long MemoryBudgetBytes { get; }
 
+    /// <summary>What each stored image is: the evaluation geometry (null, the default), or a source augmentation crops from.</summary>
+    internal Augmentation.AugmentationSource? Source { get; init; }
+
+    /// <summary>True when every image is [3,S,S] in the evaluation geometry, so rows can be stacked as they are (<see cref="Batch"/>).</summary>
+    internal bool HoldsEvaluationGeometry => Source is null or { IsEvaluation: true };
+
     public int Count => _entries.Count;
     public IReadOnlyList<int> Labels => _labels;
 
@@ -68,6 +76,26 @@ public sealed class LabeledImageSet : IDisposable
         {
             resizedImage.Dispose();
         }
+    }
+
+    /// <summary>Adds an image's bytes: 3·<paramref name="height"/>·<paramref name="width"/> of them (planes [3,H,W] or interleaved [H,W,3], as <see cref="Source"/> says).</summary>
+    internal void Add(ReadOnlySpan<byte> pixels, int height, int width, int label)
+    {
+        if (pixels.Length != 3 * height * width) throw new ArgumentException($"Expected 3×{height}×{width} bytes, got {pixels.Length}.", nameof(pixels));
+        Store(pixels, height, width, label);
+    }
+
+    /// <summary>The stored size of row <paramref name="row"/>.</summary>
+    internal (int Height, int Width) SizeOf(int row) => (_entries[row].Height, _entries[row].Width);
+
+    /// <summary>Copies row <paramref name="row"/>'s bytes (3·H·W) into <paramref name="destination"/>. Thread-safe, as <see cref="Batch"/>.</summary>
+    internal void Read(int row, Span<byte> destination)
+    {
+        var entry = _entries[row];
+        int size = 3 * entry.Height * entry.Width;
+        if (destination.Length < size) throw new ArgumentException("The destination is too small.", nameof(destination));
+        if (entry.Pixels is { } pixels) pixels.CopyTo(destination);
+        else ReadSpilled(entry.FileOffset, destination[..size]);
     }
 
     void Store(ReadOnlySpan<byte> pixels, int height, int width, int label)
@@ -142,7 +170,7 @@ public sealed class LabeledImageSet : IDisposable
     {
         var taken = new HashSet<int>(rows);
         long stayingInMemory = _inMemoryBytes - taken.Where(i => _entries[i].Pixels is not null).Sum(i => (long)_entries[i].Pixels!.Length);
-        var result = new LabeledImageSet(Math.Max(0, MemoryBudgetBytes - stayingInMemory));
+        var result = new LabeledImageSet(Math.Max(0, MemoryBudgetBytes - stayingInMemory)) { Source = Source };
         var keep = new List<Entry>();
         var buffer = Array.Empty<byte>();
         try
@@ -179,10 +207,13 @@ public sealed class LabeledImageSet : IDisposable
     }
 
     /// <summary>Rows for a stratified validation split: per class, round(fraction·n) rows, at least one when the class has two or more.</summary>
-    public IReadOnlyCollection<int> StratifiedSample(double fraction, Random random)
+    public IReadOnlyCollection<int> StratifiedSample(double fraction, Random random) => StratifiedSample(_labels, fraction, random);
+
+    /// <summary><see cref="StratifiedSample(double, Random)"/> of rows with these labels (indices into <paramref name="labels"/>).</summary>
+    internal static IReadOnlyCollection<int> StratifiedSample(IReadOnlyList<int> labels, double fraction, Random random)
     {
         var chosen = new List<int>();
-        foreach (var group in Enumerable.Range(0, Count).GroupBy(i => _labels[i]).OrderBy(g => g.Key))
+        foreach (var group in Enumerable.Range(0, labels.Count).GroupBy(i => labels[i]).OrderBy(g => g.Key))
         {
             var rows = group.ToArray();
             random.Shuffle(rows);

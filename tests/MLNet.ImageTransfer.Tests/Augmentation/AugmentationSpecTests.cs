@@ -68,6 +68,8 @@ public class AugmentationSpecTests
         var d = AugmentationPipeline.Default;
         Assert.IsType<RandomResizedCrop>(d.Ops[0]);
         Assert.True(d.NeedsLargerSource);
+        Assert.Equal(new ParameterRange(0.35, 1), ((RandomResizedCrop)d.Ops[0]).Scale);
+        Assert.IsType<HorizontalFlip>(d.Ops[1]);
         Assert.Equal("resized-crop(scale=0.08:1,ratio=0.75:1.3333333333333333),hflip", AugmentationPipeline.Parse("torchvision").ToSpec());
         Assert.Equal("rotate=20,shift=0.2,shear=0.2,zoom=0.8:1.2,hflip,grayscale@0.2", AugmentationPipeline.Parse("keras,grayscale@0.2").ToSpec());
         Assert.False(AugmentationPipeline.Parse("keras").NeedsLargerSource);

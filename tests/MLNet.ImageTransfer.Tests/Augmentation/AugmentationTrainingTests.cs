@@ -160,10 +160,10 @@ public class AugmentationTrainingTests
     }
 
     [Fact]
-    public void Crops_train_from_a_larger_source_and_validation_split_uses_the_evaluation_crop()
+    public void Crops_train_from_the_whole_image_and_validation_split_uses_the_evaluation_crop()
     {
-        // torchvision preprocessing at 32: resize the shorter side to 37, centre crop 32. RandomResizedCrop sees the
-        // whole 37-pixel square; the held-out rows are cut back to exactly what evaluation computes.
+        // torchvision preprocessing at 32: resize the shorter side to 37, centre crop 32. RandomResizedCrop samples
+        // the whole image; the held-out rows are read at exactly what evaluation computes.
         var options = TestData.TinyOptions(epochs: 2);
         options.Preprocessing = ImagePreprocessing.TorchVision(32);
         options.ValidationFraction = 0.25;
@@ -173,7 +173,23 @@ public class AugmentationTrainingTests
         var trainer = ml.MulticlassClassification.Trainers.ImageTransfer(options);
         var model = TestData.Prefix(ml, root).Append(trainer).Fit(ImageFolder.Load(ml, root));
         Assert.All(trainer.LastHistory!.Epochs, e => Assert.True(double.IsFinite(e.ValidationLoss!.Value)));
-        Assert.Equal(37, AugmentationSource.SourceSize(options.Preprocessing, options.Augmentation));
+        Assert.Equal(SourceKind.Whole, AugmentationSource.For(options.Preprocessing, options.Augmentation).Kind);
+
+        // The reader behind it: training rows cached whole (32×32 shapes: smaller than any crop needs, kept as they
+        // are), validation rows at the evaluation geometry, bit for bit, and the split drawn as before (per class).
+        var view = TestData.Prefix(ml, root).Fit(ImageFolder.Load(ml, root)).Transform(ImageFolder.Load(ml, root));
+        var classes = ClassSchema.ClassNames(view.Schema["Label"]);
+        var (train, validation) = ImageSetReader.ReadSplit(view, "Image", "Label", classes, options.Preprocessing, "training data", out _,
+            AugmentationSource.For(options.Preprocessing, options.Augmentation), ImageSetReader.TrainingReducingGap, 0.25, seed: 5);
+        using (train)
+        using (validation)
+        {
+            Assert.Equal(36, train.Count + validation!.Count);
+            Assert.Equal(3 * 3, validation.Count); // round(0.25 · 12) per class
+            Assert.False(train.HoldsEvaluationGeometry);
+            Assert.Equal((32, 32), train.SizeOf(0));
+            Assert.Equal([1L, 3, 32, 32], validation.Batch([0]).Images.shape);
+        }
     }
 
     [Theory]
@@ -182,7 +198,7 @@ public class AugmentationTrainingTests
     [InlineData(37, 37)]
     [InlineData(64, 45)]
     [InlineData(33, 90)]
-    public void The_cached_source_holds_the_evaluation_crop_bit_for_bit_at_its_centre(int width, int height)
+    public void The_cached_source_holds_the_evaluation_crop_bit_for_bit(int width, int height)
     {
         var random = new Random(width * 100 + height);
         var bgra = new byte[width * height * 4];
@@ -190,23 +206,23 @@ public class AugmentationTrainingTests
         for (int i = 3; i < bgra.Length; i += 4) bgra[i] = 255;
         using var image = MLImage.CreateFromPixels(width, height, MLPixelFormat.Bgra32, bgra);
         foreach (var preprocessing in new[] { ImagePreprocessing.TorchVision(32), ImagePreprocessing.TorchVision(30) with { CropFraction = 0.8 } })
-        {
-            int source = AugmentationSource.SourceSize(preprocessing, AugmentationPipeline.Parse("crop"));
-            Assert.Equal(preprocessing.ResizeShorterSide, source);
-            using var scope = NewDisposeScope();
-            var cached = AugmentationSource.ToSourceBytes(image, preprocessing, source);
-            Assert.Equal([3L, source, source], cached.shape);
-            int offset = AugmentationSource.EvaluationOffset(source, preprocessing.ImageSize);
-            var centre = cached.narrow(1, offset, preprocessing.ImageSize).narrow(2, offset, preprocessing.ImageSize);
-            Assert.True(centre.Same(ImageTensors.ToResizedBytes(image, preprocessing)), $"{width}×{height}, {preprocessing.ImageSize}/{preprocessing.CropFraction}");
-            // The same cut, through the validation-split path.
-            var set = new Training.LabeledImageSet();
-            set.Add(cached.clone(), 0);
-            using var evaluation = AugmentationSource.ToEvaluationGeometry(set, preprocessing);
-            Assert.True(evaluation.Batch([0]).Images[0].Same(ImageTensors.ToResizedBytes(image, preprocessing)));
-        }
-        // Stretch presets show the whole image already: no larger source.
-        Assert.Equal(32, AugmentationSource.SourceSize(ImagePreprocessing.KerasTf(32), AugmentationPipeline.Parse("crop")));
-        Assert.Null(AugmentationSource.Reader(ImagePreprocessing.TorchVision(32), AugmentationPipeline.Parse("hflip")));
+            foreach (var spec in new[] { "crop", "resized-crop" })
+            {
+                var source = AugmentationSource.For(preprocessing, AugmentationPipeline.Parse(spec));
+                Assert.Equal(spec == "crop" ? SourceKind.ShorterSide : SourceKind.Whole, source.Kind);
+                var plan = source.Plan(width, height);
+                // crop: torchvision's Resize(R) of the whole image; resized-crop: these small images whole, as they are.
+                Assert.Equal(spec == "crop" ? ResizeCrop.ShorterSide(width, height, preprocessing.ResizeShorterSide) : (width, height), (plan.Width, plan.Height));
+                var cached = new byte[3 * plan.Width * plan.Height];
+                using (var pixels = ImageGeometry.OpaquePixels.Of(image))
+                    ImageGeometry.Resample(pixels.Source, plan, cached, source.Layout, preprocessing.Channels);
+                var evaluation = new byte[3 * preprocessing.ImageSize * preprocessing.ImageSize];
+                source.ToEvaluation(cached, plan.Width, plan.Height, evaluation);
+                using var expected = ImageTensors.ToResizedBytes(image, preprocessing);
+                Assert.True(evaluation.AsSpan().SequenceEqual(expected.data<byte>().ToArray()), $"{width}×{height}, {spec}, {preprocessing.ImageSize}/{preprocessing.CropFraction}");
+            }
+        // Stretch presets show the whole image already: crop works on the evaluation geometry; no augmentation, no source.
+        Assert.True(AugmentationSource.For(ImagePreprocessing.KerasTf(32), AugmentationPipeline.Parse("crop")).IsEvaluation);
+        Assert.True(AugmentationSource.For(ImagePreprocessing.TorchVision(32), AugmentationPipeline.Parse("hflip")).IsEvaluation);
     }
 }

@@ -10,7 +10,7 @@ namespace MLNet.ImageTransfer.Tests.Onnx;
 /// <summary>
 /// The torch-free image geometry (what feeds an exported graph without libtorch) against <see cref="ImageTensors.ToResizedBytes"/>:
 /// every resize path (stretch up and down, shorter side then centre crop, one side up and the other down, the crop
-/// larger than the resized image), transparency, RGB and BGR presets.
+/// larger than the resized image), transparency, RGB and BGR presets. Both run the same 8-bit code, so they agree exactly.
 /// </summary>
 public class ManagedPreprocessingTests(ITestOutputHelper output)
 {
@@ -49,7 +49,7 @@ public class ManagedPreprocessingTests(ITestOutputHelper output)
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void Managed_geometry_matches_torchsharp_to_one_grey_level(int width, int height, string preset, int size, bool translucent)
+    public void Managed_geometry_equals_torchsharp(int width, int height, string preset, int size, bool translucent)
     {
         var prep = preset == "stretch" ? ImagePreprocessing.TorchVision(size) with { Resize = ResizeMode.Stretch } : ImagePreprocessing.FromPreset(preset, size);
         using var image = RandomImage(width, height, seed: width * 31 + height, translucent);
@@ -70,7 +70,6 @@ public class ManagedPreprocessingTests(ITestOutputHelper output)
             max = Math.Max(max, d);
         }
         output.WriteLine($"{width}x{height} {preset} {size}: {differing} of {managed.Length} values differ, max {max}");
-        Assert.InRange(max, 0, 1);
-        Assert.True(differing <= managed.Length / 1000 + 1, $"{differing} values differ by one grey level");
+        Assert.Equal(0, differing);
     }
 }

@@ -34,6 +34,12 @@ internal sealed class MappedDataView<TInput, TResult>(
 {
     public bool CanShuffle => input.CanShuffle;
 
+    /// <summary>The view the mapping reads.</summary>
+    internal IDataView Input => input;
+
+    /// <summary>The transformer whose columns this view adds.</summary>
+    internal RowMappingTransformer<TInput, TResult> Mapping => mapping;
+
     public DataViewSchema Schema => bindings.OutputSchema;
 
     public long? GetRowCount() => input.GetRowCount();
