@@ -18,6 +18,11 @@ if (args.Length > 0 && args[0] == "probe-infer") return MLNet.ImageTransfer.Benc
 if (args.Length > 0 && args[0] == "rss") return MemoryScaling.Run(args[1..]);
 if (args.Length > 0 && args[0] == "rss-child") return MemoryScaling.Child(args[1..]);
 
+// Transfer learning from ML.NET's ResNet18 on photo folders, ours beside ML.NET's DnnFeaturizeImage route (Transfer/):
+//   dotnet run -c Release --project benchmarks/MLNet.ImageTransfer.Benchmarks -- transfer --data DIR [--data DIR] [--repeat N]
+if (args.Length > 0 && args[0] == "transfer") return MLNet.ImageTransfer.Benchmarks.Transfer.TransferLearningRunner.Run(args[1..]);
+if (args.Length > 0 && args[0] == "transfer-child") return MLNet.ImageTransfer.Benchmarks.Transfer.TransferLearningRunner.Child(args[1..]);
+
 SuiteConfig.Quick = args.Contains("--quick");
 var summaries = BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args.Where(a => a != "--quick").ToArray());
 return summaries.Any(s => s.HasCriticalValidationErrors || s.Reports.Any(r => !r.Success)) ? 1 : 0;

@@ -57,7 +57,7 @@ public class TrainingOptions
     /// <summary>
     /// How the schedule options left at their defaults are filled in. Default <see cref="TrainingRecipe.Auto"/>: from
     /// pretrained weights with no schedule set, <see cref="TrainingRecipe.HeadThenLastBlock"/> (head on cached features,
-    /// then the last block at a tenth of the rate); from scratch, the options as set. The run says which it picked
+    /// then the last block at a hundredth of the rate); from scratch, the options as set. The run says which it picked
     /// (<see cref="TrainingHistory.Recipe"/>, and the ML.NET log).
     /// </summary>
     public TrainingRecipe Recipe { get; set; } = TrainingRecipe.Auto;

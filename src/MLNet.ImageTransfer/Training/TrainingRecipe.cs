@@ -17,7 +17,8 @@ public enum TrainingRecipe
     /// <summary>
     /// Transfer learning as a careful practitioner does it on a small dataset (Keras' transfer-learning guide; timm's
     /// and fastai's fine-tuning): the new head first, trained on the backbone's features computed once and cached;
-    /// then the last layer group of the backbone with the head, at a tenth of the learning rate and with its BatchNorm
+    /// then the last layer group of the backbone with the head, at a hundredth of the learning rate (the head itself at
+    /// three times it: see <see cref="TrainingRecipes.HeadLearningRateFactor"/>) and with its BatchNorm
     /// layers kept in inference mode, for the last third of the epochs (at least one); the best epoch by
     /// <see cref="TrainingOptions.KeepBestBy"/> is kept. Augmentation, when set, applies to the fine-tuning epochs only,
     /// so that the head's epochs stay on cached features. Schedule options the user set are kept.
@@ -31,8 +32,20 @@ public static class TrainingRecipes
     /// <summary>Layer groups of the backbone that <see cref="TrainingRecipe.HeadThenLastBlock"/> fine-tunes (a ResNet's last residual block, a VGG's block5, a DenseNet's last dense block).</summary>
     public const int FineTunedGroups = 1;
 
-    /// <summary>The fine-tuning learning rate as a fraction of <see cref="TrainingOptions.LearningRate"/> (the usual "10× lower").</summary>
-    public const double FineTuneLearningRateFactor = 0.1;
+    /// <summary>
+    /// The head's learning rate as a multiple of <see cref="TrainingOptions.LearningRate"/>. A new linear layer on fixed
+    /// features needs larger steps than a network does: on two photo sets (ResNet18 features, Adam, batch 32), 3e-3
+    /// reached in 5 epochs the validation loss that 1e-3 reached in 30; 1e-2 was no better and less steady.
+    /// </summary>
+    public const double HeadLearningRateFactor = 3;
+
+    /// <summary>
+    /// The fine-tuning learning rate as a fraction of <see cref="TrainingOptions.LearningRate"/>: 1e-5 for Adam's 1e-3,
+    /// as Keras' fine-tuning guide uses. The optimiser restarts at the switch, and Adam's first steps move every weight
+    /// by about the learning rate: at 1e-4 one epoch on the last ResNet18 block raised the validation loss on a
+    /// weather photo set (0.10 → 0.14); at 1e-5 it lowered it (0.10 → 0.08).
+    /// </summary>
+    public const double FineTuneLearningRateFactor = 0.01;
 
     /// <summary>
     /// Epochs of fine-tuning out of <paramref name="epochs"/>: the last third, at least one (none for a single epoch).
@@ -67,6 +80,7 @@ public static class TrainingRecipes
             if (!o.FreezeBackbone && o.FrozenEpochs == 0) o.FrozenEpochs = o.Epochs - FineTuneEpochs(o.Epochs);
             o.TrainableBlocks ??= FineTunedGroups;
             o.FineTuneLearningRate ??= o.LearningRate * FineTuneLearningRateFactor;
+            o.LearningRate *= HeadLearningRateFactor; // the head's epochs (and a feature-extraction run)
             o.FineTuneBatchNormStatistics = false;
             o.AugmentFrozenEpochs = false;
         });
