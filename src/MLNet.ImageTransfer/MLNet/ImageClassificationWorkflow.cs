@@ -273,6 +273,66 @@ public static class ImageClassificationWorkflow
         }
     }
 
+    /// <summary>
+    /// A classifier as published, without training: pretrained weights that include their classifier (torchvision's
+    /// files, Keras' files with top) predict the classes their publisher trained, by name — ImageNet's for the catalog's
+    /// files (Keras' <c>decode_predictions</c>, torchvision's <c>weights.meta["categories"]</c>). The pipeline reads
+    /// an <c>ImagePath</c> column like a trained one and can be saved and loaded the same way.
+    /// </summary>
+    /// <param name="mlContext">The context the pipeline belongs to.</param>
+    /// <param name="weights">A catalog name (<c>resnet50.tv2_in1k</c>; <c>imagenet</c> with <paramref name="architecture"/>) or a weight file.</param>
+    /// <param name="architecture">The registered architecture; null: the one the weights name.</param>
+    /// <param name="classNames">The classes of a file the catalog does not know, in output order; null for catalog files.</param>
+    /// <param name="customArchitecture">An architecture that is not registered (instead of <paramref name="architecture"/>).</param>
+    /// <param name="source">Where named weights are looked for and downloaded (cache folder, offline mode); null: the defaults.</param>
+    /// <exception cref="InvalidOperationException">The weights have no classifier (a headless file), or no known class names.</exception>
+    public static ITransformer FromPretrained(MLContext mlContext, string weights, string? architecture = null, IReadOnlyList<string>? classNames = null,
+        Models.ArchitectureConfig? customArchitecture = null, Weights.PretrainedWeightOptions? source = null)
+    {
+        ArgumentNullException.ThrowIfNull(mlContext);
+        ArgumentException.ThrowIfNullOrWhiteSpace(weights);
+        var options = new ImageTransferTrainer.Options { Weights = weights, Architecture = architecture, CustomArchitecture = customArchitecture, WeightSource = source };
+        options.Validate();
+        var resolved = options.ResolveWeights()!;
+        var names = classNames?.ToArray() ?? resolved.Entry?.GetClassNames()?.ToArray()
+            ?? throw new InvalidOperationException(resolved.Entry is { } entry
+                ? $"'{weights}' ({entry.Name}) has no classifier: it stops at the backbone's features. Train a classifier on it, or use FeaturizeImage."
+                : $"The class names of '{resolved.Path}' are not known: pass classNames (in the order of the classifier's outputs).");
+        using var file = Weights.PretrainedWeightFile.Open(resolved.Path);
+        var config = file.Adapt(options.ResolveArchitecture());
+        var preprocessing = options.ResolvePreprocessing();
+        Models.ImageClassifierModel network;
+        lock (Engine.GlobalGenerator.Gate) network = config.Build(names.Length, Models.HeadSpec.Default);
+        try
+        {
+            var load = Weights.PretrainedWeights.Load(network, file);
+            if (load.HeadReplaced)
+                throw new InvalidOperationException($"'{resolved.Path}' has no {names.Length}-class classifier that fits {Models.Architectures.NameOf(config)} "
+                    + $"(not loaded: {string.Join(", ", load.ReinitializedHead)}); a file without its top cannot predict classes.");
+            var description = new Models.ClassifierDescription
+            {
+                FormatVersion = Models.ClassifierDescription.FormatVersionFor(config),
+                ArchitectureName = Models.Architectures.NameOf(config),
+                Architecture = config,
+                Head = Models.HeadSpec.Default,
+                ClassNames = names,
+                Preprocessing = preprocessing,
+                InitialWeights = File.Exists(weights) ? Path.GetFileName(weights) : weights,
+                InitialWeightsSha256 = load.Sha256,
+                InitialWeightsFormat = load.Format.ToString(),
+            };
+            var classifier = new ImageClassifierTransformer(mlContext, new Models.FittedClassifier(network, description), "Image", "Score", "PredictedLabel");
+            var images = mlContext.Data.LoadFromEnumerable(Array.Empty<ImageFolderEntry>());
+            var loader = mlContext.Transforms.LoadImagesRobust("Image", null, nameof(ImageFolderEntry.ImagePath)).Fit(images);
+            return new TransformerChain<ITransformer>(loader, classifier);
+        }
+        catch
+        {
+            network.Dispose();
+            throw;
+        }
+    }
+
     /// <summary>Loads a saved pipeline (registers this library's loaders with the context first).</summary>
     public static ITransformer LoadModel(MLContext mlContext, string path, out DataViewSchema inputSchema)
     {

@@ -14,7 +14,7 @@ namespace MLNet.ImageTransfer.Tests.Weights;
 /// </summary>
 public class WeightFormatParityTests(ITestOutputHelper output)
 {
-    const double Tolerance = 1e-4;
+    internal const double Tolerance = 1e-4;
     const int M = VggConfig.MaxPool;
 
     internal static string W(string name) => Fixtures.Path_(Path.Combine("weights", name));
