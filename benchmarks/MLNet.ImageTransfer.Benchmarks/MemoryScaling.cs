@@ -15,7 +15,7 @@ namespace MLNet.ImageTransfer.Benchmarks;
 /// process (<c>rss-child</c>), and reads the child's peak resident set (<c>VmHWM</c> from <c>/proc/self/status</c>).
 /// Twice: first with the same training length for every size (smaller sets train for more epochs, so only the
 /// dataset's size differs), then one epoch each for reference (run length then grows with the data, and with it the
-/// runtime's warm-up costs). Target (issue 8): the largest size's peak within 10% of the smallest's.
+/// runtime's warm-up costs). Target: the largest size's peak within 10% of the smallest's.
 /// <code>
 /// dotnet run -c Release --project benchmarks/MLNet.ImageTransfer.Benchmarks -- rss [--sizes 2000,20000] [--image-size 32] [--epochs 1] [--threads 2] [--dir DIR] [--trace]
 /// </code>

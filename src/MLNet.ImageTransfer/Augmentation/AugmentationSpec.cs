@@ -29,7 +29,7 @@ namespace MLNet.ImageTransfer.Augmentation;
 /// </list>
 /// <para><b>Settings:</b> <c>fill=nearest|constant|reflect|wrap</c> (Keras <c>fill_mode</c>), <c>cval=0</c>, <c>seed=N</c>, <c>workers=N</c>.</para>
 /// <para><b>Presets</b> (usable as items): <c>default</c> (resized-crop(scale=0.35:1),hflip, brightness/contrast/saturation 0.8:1.2: moderate, for short runs),
-/// <c>keras</c> (seed 001's ImageDataGenerator: rotate=20,shift=0.2,shear=0.2,zoom=0.2,hflip,fill=nearest),
+/// <c>keras</c> (the Keras VGG16 tutorial's ImageDataGenerator: rotate=20,shift=0.2,shear=0.2,zoom=0.2,hflip,fill=nearest),
 /// <c>torchvision</c> (resized-crop,hflip), <c>none</c>.</para>
 /// </remarks>
 public static class AugmentationSpec

@@ -55,7 +55,7 @@ public sealed record ImagePreprocessing
         Channels = ChannelOrder.Rgb, Scale = 1f / 255f, Mean = [0.485f, 0.456f, 0.406f], Std = [0.229f, 0.224f, 0.225f],
     };
 
-    /// <summary>Keras "caffe" mode (VGG, ResNet50 .h5 weights; seed 000's mean subtraction): BGR, 0–255, minus the ImageNet BGR means.</summary>
+    /// <summary>Keras "caffe" mode (VGG, ResNet50 .h5 weights; Keras' <c>preprocess_input</c> mean subtraction): BGR, 0–255, minus the ImageNet BGR means.</summary>
     public static ImagePreprocessing KerasCaffe(int imageSize = 224) => new()
     {
         Name = "keras-caffe", ImageSize = imageSize, Resize = ResizeMode.Stretch,
@@ -72,7 +72,7 @@ public sealed record ImagePreprocessing
         Channels = ChannelOrder.Rgb, Scale = 1f / 127.5f, Mean = [1f, 1f, 1f], Std = [1f, 1f, 1f],
     };
 
-    /// <summary>Plain <c>rescale=1/255</c> (seed 003), no mean/std.</summary>
+    /// <summary>Plain <c>rescale=1/255</c> (tf.keras' ImageDataGenerator tutorials), no mean/std.</summary>
     public static ImagePreprocessing Rescale(int imageSize = 224) => new()
     {
         Name = "rescale", ImageSize = imageSize, Resize = ResizeMode.Stretch, Channels = ChannelOrder.Rgb, Scale = 1f / 255f,

@@ -22,7 +22,7 @@ public sealed record GradCamResult(string ClassName, float Probability, string L
 }
 
 /// <summary>
-/// The three views of seed 001 for a trained classifier: Grad-CAM heatmaps, intermediate activation maps of a named
+/// The three views Keras' CNN-visualisation workflow gives of a trained classifier: Grad-CAM heatmaps, intermediate activation maps of a named
 /// layer, and filter patterns found by gradient ascent. Layer names are torchvision module paths.
 /// </summary>
 public sealed class ModelExplainer
@@ -86,7 +86,7 @@ public sealed class ModelExplainer
         return (max.item<float>() > 0 ? cam / max : cam).MoveToOuterDisposeScope();
     }
 
-    /// <summary>The output of <paramref name="layer"/> for an image: [C,h,w] (the maps seed 001 plots per channel).</summary>
+    /// <summary>The output of <paramref name="layer"/> for an image: [C,h,w] (the maps plotted per channel).</summary>
     public Tensor Activations(MLImage image, string layer)
     {
         using var bytes = ImageTensors.ToResizedBytes(image, Preprocessing);
@@ -101,7 +101,7 @@ public sealed class ModelExplainer
     }
 
     /// <summary>
-    /// Filter visualisation by gradient ascent (seed 001, after Chollet): for each of the first <paramref name="count"/>
+    /// Filter visualisation by gradient ascent (after Chollet): for each of the first <paramref name="count"/>
     /// channels of <paramref name="layer"/>, start from a grey noisy image and follow the normalised gradient of the
     /// channel's mean activation. Returns RGB bytes [count,3,S,S] of the patterns, standardised for display.
     /// </summary>

@@ -95,7 +95,7 @@ public sealed record ImageFeaturizerDescription
 }
 
 /// <summary>
-/// Frozen-backbone feature extraction (seed 001's VGG16 feature extractor; ML.NET's <c>DnnImageFeaturizer</c>): reads
+/// Frozen-backbone feature extraction (Keras' VGG16 feature extractor; ML.NET's <c>DnnImageFeaturizer</c>): reads
 /// an image column and adds a known-size <c>Vector&lt;float, C&gt;</c> column holding the backbone's
 /// global-average-pooled features (<see cref="ImageClassifierModel.ForwardPooledFeatures"/>), for any ML.NET trainer.
 /// Fitting trains nothing: it builds the backbone and loads its weights.

@@ -104,7 +104,7 @@ public sealed record ResNetConfig(ResNetBlock Block, int[] Layers, int BaseWidth
 }
 
 /// <summary>
-/// VGG from one configuration table (seed 002): conv widths with 0 for a 2×2 max-pool, optional BatchNorm, and
+/// VGG from one configuration table (torchvision's <c>cfgs</c>): conv widths with 0 for a 2×2 max-pool, optional BatchNorm, and
 /// torchvision's classifier (adaptive average pool to <see cref="PoolSize"/>², two hidden layers of
 /// <see cref="ClassifierWidth"/>).
 /// </summary>

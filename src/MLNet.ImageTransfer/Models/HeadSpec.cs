@@ -18,7 +18,7 @@ public sealed record HeadSpec
     public int HiddenUnits { get; init; } = 512;
     /// <summary>Dropout before each dense layer (<see cref="HeadKind.Mlp"/>; for VGG's own classifier, its two dropouts).</summary>
     public double Dropout { get; init; } = 0.5;
-    /// <summary>Activation after the hidden layer. Keras' <c>Dense(512)</c> has none, as in seed 000.</summary>
+    /// <summary>Activation after the hidden layer. Keras' <c>Dense(512)</c> has none, as in Keras' DenseNet transfer-learning tutorials.</summary>
     public HeadActivation HiddenActivation { get; init; } = HeadActivation.None;
 
     /// <summary>The architecture's own classifier, resized to K classes (torchvision's fine-tuning recipe).</summary>

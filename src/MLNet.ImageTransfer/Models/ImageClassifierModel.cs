@@ -132,7 +132,7 @@ public abstract class ImageClassifierModel : TorchvisionModule
 
     static nn.Module<Tensor, Tensor> BuildMlpHead(HeadSpec head, int inFeatures, int numClasses)
     {
-        // Keras-style head (seed 000): GAP → Dropout → Dense(hidden) → Dropout → Dense(K). Module indices are stable
+        // Keras-style head (Keras' transfer-learning tutorials): GAP → Dropout → Dense(hidden) → Dropout → Dense(K). Module indices are stable
         // so that a saved head reloads by name: 0 dropout, 1 linear, 2 activation (Identity when none), 3 dropout, 4 linear.
         nn.Module<Tensor, Tensor> activation = head.HiddenActivation switch
         {

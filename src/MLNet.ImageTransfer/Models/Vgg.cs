@@ -34,7 +34,7 @@ public sealed class Vgg : ImageClassifierModel
             {
                 var pool = nn.MaxPool2d(2, stride: 2);
                 layers.Add((index, pool));
-                // Keras names VGG's stages block1..block5, each ending at a max-pool; seed 001 fine-tunes "block5".
+                // Keras names VGG's stages block1..block5, each ending at a max-pool; Keras' VGG16 fine-tuning trains "block5".
                 currentBlock.Add(pool);
                 currentStage.Add(pool);
                 _blocks.Add(new LayerGroup($"block{_blocks.Count + 1}", currentBlock.ToArray(), false));

@@ -29,12 +29,12 @@ public sealed record FineTuningPhase(int FromEpoch, int ToEpoch, IReadOnlyList<s
 /// </summary>
 /// <remarks>
 /// <list type="bullet">
-/// <item>Feature extraction (<see cref="TrainingOptions.FreezeBackbone"/>): only the head ever trains (seed 001's frozen VGG16).</item>
+/// <item>Feature extraction (<see cref="TrainingOptions.FreezeBackbone"/>): only the head ever trains (Keras' frozen VGG16).</item>
 /// <item>Freeze, then unfreeze (<see cref="TrainingOptions.FrozenEpochs"/>): the head alone for N epochs, then the
-/// backbone too, at <see cref="TrainingOptions.FineTuneLearningRate"/> (seed 000's advice; the optimiser restarts, as
+/// backbone too, at <see cref="TrainingOptions.FineTuneLearningRate"/> (Keras' fine-tuning advice; the optimiser restarts, as
 /// Keras' recompile does).</item>
 /// <item>Partial unfreezing (<see cref="TrainingOptions.TrainableBlocks"/>): once the backbone trains, only its last K
-/// groups do (seed 001 fine-tunes VGG's block5: K = 1; fastai's <c>freeze_to</c>).</item>
+/// groups do (Keras' VGG16 fine-tuning trains block5: K = 1; fastai's <c>freeze_to</c>).</item>
 /// <item>Discriminative learning rates (<see cref="TrainingOptions.LayerLearningRateDecay"/>,
 /// <see cref="TrainingOptions.LearningRateMultipliers"/>): the group k steps below the head gets rate × decay^k (timm's
 /// layer decay), or an explicit multiplier per group name (fastai's lr_mult).</item>

@@ -21,9 +21,9 @@ public enum BestModelMetric
 {
     /// <summary>Keep the weights of the last epoch.</summary>
     None,
-    /// <summary>Lowest validation loss (Keras ModelCheckpoint(monitor="val_loss", save_best_only=True), seed 000).</summary>
+    /// <summary>Lowest validation loss (Keras ModelCheckpoint(monitor="val_loss", save_best_only=True)).</summary>
     ValidationLoss,
-    /// <summary>Highest validation accuracy (seed 002).</summary>
+    /// <summary>Highest validation accuracy (torchvision's fine-tuning tutorial keeps that epoch).</summary>
     ValidationAccuracy,
 }
 
@@ -63,7 +63,7 @@ public class TrainingOptions
     public TrainingRecipe Recipe { get; set; } = TrainingRecipe.Auto;
 
     /// <summary>
-    /// Epochs at the start during which the backbone is frozen and only the head trains (seed 000's advice: train the
+    /// Epochs at the start during which the backbone is frozen and only the head trains (Keras' fine-tuning advice: train the
     /// new head first, then fine-tune everything). Default 0: everything trains from the first epoch.
     /// </summary>
     public int FrozenEpochs { get; set; }
@@ -87,7 +87,7 @@ public class TrainingOptions
 
     /// <summary>
     /// Feature extraction: the backbone never trains, only the head does (Keras' <c>base_model.trainable = False</c>;
-    /// seed 001's frozen VGG16). Default false.
+    /// Keras' frozen VGG16). Default false.
     /// </summary>
     public bool FreezeBackbone { get; set; }
 

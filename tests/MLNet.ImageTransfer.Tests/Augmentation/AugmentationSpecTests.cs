@@ -25,7 +25,7 @@ public class AugmentationSpecTests
     [Fact]
     public void Keras_argument_names_work_as_written_in_the_seeds()
     {
-        // Seed 001: ImageDataGenerator(rescale=1./255, rotation_range=20, width_shift_range=0.2, height_shift_range=0.2,
+        // The Keras VGG16 tutorial: ImageDataGenerator(rescale=1./255, rotation_range=20, width_shift_range=0.2, height_shift_range=0.2,
         //                              shear_range=0.2, zoom_range=0.2, horizontal_flip=True, fill_mode='nearest')
         var p = AugmentationPipeline.Parse("rescale=1/255,rotation_range=20,width_shift_range=0.2,height_shift_range=0.2,shear_range=0.2,zoom_range=0.2,horizontal_flip=True,fill_mode=nearest");
         Assert.Equal(

@@ -3,7 +3,7 @@ using MLNet.ImageTransfer.Training.Checkpoints;
 
 namespace MLNet.ImageTransfer.Tests.Cli;
 
-/// <summary>The training flags of issue 5 through the real CLI process: schedules, callbacks, checkpoints, --resume, Ctrl+C.</summary>
+/// <summary>The training flags through the real CLI process: schedules, callbacks, checkpoints, --resume, Ctrl+C.</summary>
 public class TrainingCliTests
 {
     static readonly string[] Common = ["--val-split", "0.25", "--arch", "resnet18", "--image-size", "32", "--batch-size", "8", "--seed", "2", "--quiet"];

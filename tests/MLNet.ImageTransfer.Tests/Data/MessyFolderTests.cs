@@ -4,7 +4,7 @@ using SkiaSharp;
 
 namespace MLNet.ImageTransfer.Tests.Data;
 
-/// <summary>Issue 8.1: a folder as real users have it trains without intervention, and what was left out is reported.</summary>
+/// <summary>A folder as real users have it trains without intervention, and what was left out is reported.</summary>
 public class MessyFolderTests
 {
     /// <summary>

@@ -5,7 +5,7 @@ using static TorchSharp.torch;
 
 namespace MLNet.ImageTransfer.Tests.Determinism;
 
-/// <summary>Issue 8.5: the same seed and data on the CPU give bit-identical weights after training.</summary>
+/// <summary>The same seed and data on the CPU give bit-identical weights after training.</summary>
 public class DeterminismTests
 {
     static Dictionary<string, Tensor> TrainWeights(int seed, string root)

@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 
 namespace MLNet.ImageTransfer.Tests.ImageSets;
 
-/// <summary>Issue 8.4: images beyond the memory budget live in a temporary file, with the same batches as in memory.</summary>
+/// <summary>Images beyond the memory budget live in a temporary file, with the same batches as in memory.</summary>
 public class LabeledImageSetTests
 {
     static LabeledImageSet Fill(long budget, int count = 30, int seed = 2)
