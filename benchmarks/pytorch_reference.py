@@ -354,17 +354,59 @@ def load_predict(args):
                       "load_predict_s": t_pred - t_import, "top": top}), flush=True)
 
 
+def train_eval(args):
+    """From scratch on a photo folder: ImageFolder + DataLoader(2 workers), RandomResizedCrop(scale=(min_scale, 1)) +
+    RandomHorizontalFlip for training, Resize(size/0.875) + CenterCrop for validation, Adam, validation accuracy after
+    every epoch. Prints one JSON line: per-epoch accuracies, best, final and the wall time from the first import."""
+    t0 = time.perf_counter()
+    import torch
+    import torch.nn.functional as F
+    import torchvision
+    import torchvision.transforms as T
+    setup_threads(args.threads)
+    torch.manual_seed(args.seed)
+    norm = T.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])
+    train_tf = T.Compose([T.RandomResizedCrop(args.size, scale=(args.min_scale, 1.0)), T.RandomHorizontalFlip(), T.ToTensor(), norm])
+    train = torchvision.datasets.ImageFolder(args.train, transform=train_tf)
+    val = torchvision.datasets.ImageFolder(args.val, transform=image_transforms(args.size, False))
+    train_loader = torch.utils.data.DataLoader(train, batch_size=args.batch, shuffle=True, num_workers=2)
+    val_loader = torch.utils.data.DataLoader(val, batch_size=args.batch, shuffle=False, num_workers=2)
+    model = build_model(args.arch, len(train.classes))
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    accuracies = []
+    for epoch in range(args.epochs):
+        model.train()
+        for x, y in train_loader:
+            opt.zero_grad()
+            F.cross_entropy(model(x), y).backward()
+            opt.step()
+        model.eval()
+        correct = 0
+        with torch.no_grad():
+            for x, y in val_loader:
+                correct += int((model(x).argmax(1) == y).sum())
+        accuracies.append(correct / len(val))
+    print(json.dumps({"ok": True, "accuracies": accuracies, "best": max(accuracies), "final": accuracies[-1],
+                      "seconds": time.perf_counter() - t0}), flush=True)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("mode", nargs="?", default="", help="'load-predict' for a cold-start run; omit otherwise")
+    p.add_argument("mode", nargs="?", default="", help="'load-predict' for a cold-start run, 'train-eval' for a from-scratch accuracy run; omit otherwise")
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (intra-op); inter-op is 1")
     p.add_argument("--worker", action="store_true", help="read JSON cases from stdin, write JSON results to stdout")
     p.add_argument("--plan", help="JSON file with a list of cases")
     p.add_argument("--out", help="where --plan writes its JSON list of results")
     p.add_argument("--weights"), p.add_argument("--image"), p.add_argument("--arch", default="resnet50")
     p.add_argument("--size", type=int, default=224), p.add_argument("--classes", type=int, default=10)
+    p.add_argument("--train"), p.add_argument("--val"), p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--batch", type=int, default=32), p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--min-scale", type=float, default=0.08), p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
 
+    if args.mode == "train-eval":
+        train_eval(args)
+        return
     if args.mode == "load-predict":
         load_predict(args)
         return

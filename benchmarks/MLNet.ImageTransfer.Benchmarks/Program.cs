@@ -23,6 +23,11 @@ if (args.Length > 0 && args[0] == "rss-child") return MemoryScaling.Child(args[1
 if (args.Length > 0 && args[0] == "transfer") return MLNet.ImageTransfer.Benchmarks.Transfer.TransferLearningRunner.Run(args[1..]);
 if (args.Length > 0 && args[0] == "transfer-child") return MLNet.ImageTransfer.Benchmarks.Transfer.TransferLearningRunner.Child(args[1..]);
 
+// From scratch on photo folders, ours beside PyTorch with the same recipe and several seeds (Accuracy/):
+//   dotnet run -c Release --project benchmarks/MLNet.ImageTransfer.Benchmarks -- from-scratch --data DIR [--seeds 3]
+if (args.Length > 0 && args[0] == "from-scratch") return MLNet.ImageTransfer.Benchmarks.Accuracy.FromScratchAccuracyRunner.Run(args[1..]);
+if (args.Length > 0 && args[0] == "from-scratch-child") return MLNet.ImageTransfer.Benchmarks.Accuracy.FromScratchAccuracyRunner.Child(args[1..]);
+
 SuiteConfig.Quick = args.Contains("--quick");
 var summaries = BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args.Where(a => a != "--quick").ToArray());
 return summaries.Any(s => s.HasCriticalValidationErrors || s.Reports.Any(r => !r.Success)) ? 1 : 0;

@@ -247,7 +247,7 @@ public static class CompareRunner
     static string Fmt(double? v) => v is null ? "—" : v.Value.ToString(v.Value >= 100 ? "F0" : v.Value >= 10 ? "F1" : "F2", CultureInfo.InvariantCulture);
 
     /// <summary>The repository root: the folder holding benchmarks/pytorch_reference.py, searched upwards from the app and the working directory.</summary>
-    static string RepositoryRoot()
+    internal static string RepositoryRoot()
     {
         foreach (var start in new[] { AppContext.BaseDirectory, Directory.GetCurrentDirectory() })
         {
