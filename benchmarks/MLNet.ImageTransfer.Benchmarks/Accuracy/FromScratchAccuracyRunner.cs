@@ -1,9 +1,9 @@
-using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using Microsoft.ML;
 using MLNet.ImageTransfer.Augmentation;
+using MLNet.ImageTransfer.Benchmarks.Infrastructure;
 using MLNet.ImageTransfer.Data;
 
 namespace MLNet.ImageTransfer.Benchmarks.Accuracy;
@@ -116,38 +116,22 @@ internal static class FromScratchAccuracyRunner
     }
 
     static Result RunOurs(string folder, Recipe r, int seed)
-    {
-        var path = Environment.ProcessPath!;
-        var start = new ProcessStartInfo(path) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        if (Path.GetFileNameWithoutExtension(path) == "dotnet") start.ArgumentList.Add(typeof(FromScratchAccuracyRunner).Assembly.Location);
-        foreach (var a in new[] { "from-scratch-child", folder, r.Arch, I(r.Size), I(r.Epochs), I(r.Batch), I(r.LearningRate), I(r.MinScale), I(seed) })
-            start.ArgumentList.Add(a);
-        return Time(start, "accuracies");
-    }
+        => Accuracies(TimedProcess.OwnCommand("from-scratch-child", folder, r.Arch, I(r.Size), I(r.Epochs), I(r.Batch), I(r.LearningRate), I(r.MinScale), I(seed)));
 
     static Result RunPyTorch(string python, string script, string folder, Recipe r, int seed)
-    {
-        var start = new ProcessStartInfo(python) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in new[] { script, "train-eval", "--train", Path.Combine(folder, "train"), "--val", Path.Combine(folder, "val"), "--arch", r.Arch,
-                     "--size", I(r.Size), "--epochs", I(r.Epochs), "--batch", I(r.Batch), "--lr", I(r.LearningRate), "--min-scale", I(r.MinScale),
-                     "--seed", I(seed), "--threads", "2" })
-            start.ArgumentList.Add(a);
-        return Time(start, "accuracies");
-    }
+        => Accuracies([python, script, "train-eval", "--train", Path.Combine(folder, "train"), "--val", Path.Combine(folder, "val"), "--arch", r.Arch,
+            "--size", I(r.Size), "--epochs", I(r.Epochs), "--batch", I(r.Batch), "--lr", I(r.LearningRate), "--min-scale", I(r.MinScale),
+            "--seed", I(seed), "--threads", "2"]);
 
-    static Result Time(ProcessStartInfo start, string key)
+    /// <summary>Runs a side and reads the per-epoch validation accuracies from the JSON line it prints last.</summary>
+    static Result Accuracies(string[] command)
     {
-        var watch = Stopwatch.StartNew();
-        using var process = Process.Start(start)!;
-        var stderr = process.StandardError.ReadToEndAsync();
-        var stdout = process.StandardOutput.ReadToEnd();
-        process.WaitForExit();
-        double seconds = watch.Elapsed.TotalSeconds;
-        var line = stdout.Split('\n').LastOrDefault(l => l.TrimStart().StartsWith('{') && l.Contains(key, StringComparison.Ordinal));
-        if (process.ExitCode != 0 || line is null)
-            throw new InvalidOperationException($"'{start.FileName} {string.Join(' ', start.ArgumentList)}' failed (exit {process.ExitCode}): {stderr.Result}{stdout}");
+        var run = TimedProcess.Run(command);
+        var line = run.StdOut.Split('\n').LastOrDefault(l => l.TrimStart().StartsWith('{') && l.Contains("accuracies", StringComparison.Ordinal));
+        if (run.ExitCode != 0 || line is null)
+            throw new InvalidOperationException($"'{string.Join(' ', command)}' failed (exit {run.ExitCode}): {run.Output}");
         using var json = JsonDocument.Parse(line);
-        return new Result(json.RootElement.GetProperty(key).EnumerateArray().Select(e => e.GetDouble()).ToArray(), seconds);
+        return new Result(json.RootElement.GetProperty("accuracies").EnumerateArray().Select(e => e.GetDouble()).ToArray(), run.Seconds);
     }
 
     static string I(double value) => value.ToString(CultureInfo.InvariantCulture);

@@ -446,7 +446,7 @@ public static class CompareRunner
             {
                 Kind = RowKind.LoadPredict, Name = $"Load saved {savedArch} + first prediction, fresh process", Architecture = savedArch, ImageSize = savedSize, BatchSize = 1,
                 Unit = "s", HigherIsBetter = false, TheirSetup = "python3 script: import torch, torchvision; load; predict",
-                Ours = () => FreshProcessTimes(OwnCommand(["load-predict", "--model", zip, "--image", image, "--threads", o.Threads.ToString(CultureInfo.InvariantCulture)]), loadRuns),
+                Ours = () => FreshProcessTimes(TimedProcess.OwnCommand(["load-predict", "--model", zip, "--image", image, "--threads", o.Threads.ToString(CultureInfo.InvariantCulture)]), loadRuns),
                 Theirs = () => FreshProcessTimes([py.Python, py.Script, "load-predict", "--weights", pth, "--image", image, "--arch", savedArch,
                     "--size", savedSize.ToString(CultureInfo.InvariantCulture), "--classes", scan.ClassNames.Count.ToString(CultureInfo.InvariantCulture),
                     "--threads", o.Threads.ToString(CultureInfo.InvariantCulture)], loadRuns),
@@ -577,14 +577,6 @@ public static class CompareRunner
     }
 
     /// <summary>This benchmark executable (apphost or <c>dotnet app.dll</c>) with extra arguments.</summary>
-    static string[] OwnCommand(string[] args)
-    {
-        var path = Environment.ProcessPath!;
-        return Path.GetFileNameWithoutExtension(path) == "dotnet"
-            ? [path, typeof(CompareRunner).Assembly.Location, .. args]
-            : [path, .. args];
-    }
-
     /// <summary>Wall time from starting a process to its exit (it prints one prediction): one warm-up run, then <paramref name="runs"/>.</summary>
     static Measurement FreshProcessTimes(string[] command, int runs)
     {
@@ -592,19 +584,12 @@ public static class CompareRunner
         var reports = new List<JsonObject>();
         for (int r = 0; r < 1 + runs; r++)
         {
-            var start = new ProcessStartInfo(command[0]) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-            foreach (var a in command.Skip(1)) start.ArgumentList.Add(a);
-            var t = Stopwatch.StartNew();
-            using var p = Process.Start(start)!;
-            var stdout = p.StandardOutput.ReadToEndAsync();
-            var stderr = p.StandardError.ReadToEndAsync();
-            p.WaitForExit();
-            double elapsed = t.Elapsed.TotalSeconds;
-            if (p.ExitCode != 0)
-                throw new InvalidOperationException($"`{string.Join(' ', command)}` failed ({p.ExitCode}): {stderr.Result}{stdout.Result}");
+            var run = TimedProcess.Run(command);
+            if (run.ExitCode != 0)
+                throw new InvalidOperationException($"`{string.Join(' ', command)}` failed ({run.ExitCode}): {run.Output}");
             if (r == 0) continue;
-            times.Add(elapsed);
-            var last = stdout.Result.Split('\n', StringSplitOptions.RemoveEmptyEntries).LastOrDefault();
+            times.Add(run.Seconds);
+            var last = run.StdOut.Split('\n', StringSplitOptions.RemoveEmptyEntries).LastOrDefault();
             if (last is not null && last.TrimStart().StartsWith('{') && JsonNode.Parse(last) is JsonObject report) reports.Add(report);
         }
         return FromTimes(times) with { Parts = MedianParts(reports) };

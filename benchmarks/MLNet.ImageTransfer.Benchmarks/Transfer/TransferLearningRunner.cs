@@ -1,8 +1,8 @@
-using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using Microsoft.ML;
 using Microsoft.ML.Data;
+using MLNet.ImageTransfer.Benchmarks.Infrastructure;
 using MLNet.ImageTransfer.Weights;
 
 namespace MLNet.ImageTransfer.Benchmarks.Transfer;
@@ -139,21 +139,12 @@ internal static class TransferLearningRunner
 
     static (double Accuracy, double Seconds) RunChild(string route, string folder, int epochs)
     {
-        var path = Environment.ProcessPath!;
-        var start = new ProcessStartInfo(path) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        if (Path.GetFileNameWithoutExtension(path) == "dotnet") start.ArgumentList.Add(typeof(TransferLearningRunner).Assembly.Location);
-        foreach (var a in new[] { "transfer-child", route, folder, epochs.ToString(CultureInfo.InvariantCulture) }) start.ArgumentList.Add(a);
-        var watch = Stopwatch.StartNew();
-        using var process = Process.Start(start)!;
-        var stderr = process.StandardError.ReadToEndAsync();
-        var stdout = process.StandardOutput.ReadToEnd();
-        process.WaitForExit();
-        double seconds = watch.Elapsed.TotalSeconds;
-        var line = stdout.Split('\n').FirstOrDefault(l => l.StartsWith("accuracy=", StringComparison.Ordinal));
-        if (process.ExitCode != 0 || line is null)
-            throw new InvalidOperationException($"The {route} child failed on {folder} (exit {process.ExitCode}): {stderr.Result}{stdout}");
-        foreach (var note in stderr.Result.Split('\n').Where(l => l.StartsWith("Recipe", StringComparison.Ordinal))) Console.WriteLine("  " + note.Trim());
-        return (double.Parse(line["accuracy=".Length..], CultureInfo.InvariantCulture), seconds);
+        var run = TimedProcess.Run(TimedProcess.OwnCommand("transfer-child", route, folder, epochs.ToString(CultureInfo.InvariantCulture)));
+        var line = run.StdOut.Split('\n').FirstOrDefault(l => l.StartsWith("accuracy=", StringComparison.Ordinal));
+        if (run.ExitCode != 0 || line is null)
+            throw new InvalidOperationException($"The {route} child failed on {folder} (exit {run.ExitCode}): {run.Output}");
+        foreach (var note in run.StdErr.Split('\n').Where(l => l.StartsWith("Recipe", StringComparison.Ordinal))) Console.WriteLine("  " + note.Trim());
+        return (double.Parse(line["accuracy=".Length..], CultureInfo.InvariantCulture), run.Seconds);
     }
 
     static (int Train, int Val, int Classes) Count(string folder)
