@@ -96,7 +96,7 @@ public sealed record FineTuningSchedule(IReadOnlyList<string> LayerGroups, IRead
         }
 
         var phases = new List<FineTuningPhase>();
-        int frozen = options.FreezeBackbone || options.TrainableBlocks == 0 ? options.Epochs : options.FrozenEpochs;
+        int frozen = options.HeadOnlyEpochs;
         if (frozen > 0) phases.Add(Phase(1, frozen, head, options.LearningRate, headOnly: true));
         if (frozen < options.Epochs)
         {

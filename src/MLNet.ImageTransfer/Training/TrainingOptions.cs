@@ -135,6 +135,9 @@ public class TrainingOptions
     /// </summary>
     public bool AugmentFrozenEpochs { get; set; } = true;
 
+    /// <summary>The epochs at the start in which only the head trains: all of them for feature extraction, else <see cref="FrozenEpochs"/>.</summary>
+    internal int HeadOnlyEpochs => FreezeBackbone || TrainableBlocks == 0 ? Epochs : FrozenEpochs;
+
     /// <summary>Whether the training images of a phase are augmented.</summary>
     internal bool AugmentsPhase(FineTuningPhase phase) => Augmentation is { IsEmpty: false } && (AugmentFrozenEpochs || !phase.HeadOnly);
 

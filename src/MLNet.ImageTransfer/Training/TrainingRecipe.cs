@@ -89,7 +89,7 @@ public static class TrainingRecipes
 
     static string Describe(TrainingOptions o, string why)
     {
-        int frozen = o.FreezeBackbone || o.TrainableBlocks == 0 ? o.Epochs : o.FrozenEpochs;
+        int frozen = o.HeadOnlyEpochs;
         var parts = new List<string>();
         if (frozen > 0)
             parts.Add($"{Epochs(frozen)} training the head alone" + (o.CacheBackboneFeatures && !(o.Augmentation is { IsEmpty: false } && o.AugmentFrozenEpochs) ? " on cached backbone features" : "") + $" (lr {o.LearningRate:G3})");
